@@ -1,0 +1,54 @@
+"""hierax: hierarchical (multilevel) Bayesian models on JAX.
+
+Importing hierax configures JAX before first use: 64-bit floats (set
+``HIERAX_PRECISION=float32`` to switch) and one virtual CPU device per core
+(at least four) so that chains run in parallel.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._runtime import configure_jax as _configure_jax
+from ._runtime import set_precision
+
+_configure_jax()
+
+import warnings as _warnings  # noqa: E402
+
+with _warnings.catch_warnings():
+    # ArviZ announces its 1.0 refactor on import; hierax pins 0.23.x.
+    _warnings.simplefilter("ignore", FutureWarning)
+    import arviz as _arviz  # noqa: F401
+
+from .convergence import Finding, check_convergence  # noqa: E402
+from .data import factorize, read_table  # noqa: E402
+from .errors import (  # noqa: E402
+    ConvergenceWarning,
+    DataError,
+    FileFormatError,
+    HieraxError,
+    InitializationError,
+    ModelError,
+    SamplingError,
+)
+from .fit import Fit, fit, load  # noqa: E402
+
+__all__ = [
+    "ConvergenceWarning",
+    "DataError",
+    "FileFormatError",
+    "Finding",
+    "Fit",
+    "HieraxError",
+    "InitializationError",
+    "ModelError",
+    "SamplingError",
+    "__version__",
+    "check_convergence",
+    "factorize",
+    "fit",
+    "load",
+    "read_table",
+    "set_precision",
+]

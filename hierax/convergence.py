@@ -1,0 +1,140 @@
+"""Baseline convergence checks run after every fit.
+
+R-hat, bulk/tail ESS, divergences, tree-depth saturation and E-BFMI, each
+turned into a finding that names the variables and says what to try. All
+statistics come from ArviZ; this module only decides and explains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_MIN = 100
+BFMI_MIN = 0.3
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem seen in a fit: what, where and what to do."""
+
+    check: str
+    message: str
+    variables: tuple[str, ...] = field(default_factory=tuple)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _names(labels: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(labels[:limit])
+    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
+
+
+def _worst_by_variable(table: pd.Series, bad: pd.Series) -> list[str]:
+    """Row labels like ``r[3]`` of the failing entries, worst first."""
+    return list(table[bad].sort_values(ascending=False).index)
+
+
+def convergence_table(idata: az.InferenceData) -> pd.DataFrame:
+    """Per-entry R-hat, bulk and tail ESS of every posterior variable."""
+    return az.summary(idata, kind="diagnostics", round_to="none")
+
+
+def check_convergence(
+    idata: az.InferenceData, max_tree_depth: int | None = None
+) -> list[Finding]:
+    """Run the baseline checks; a healthy fit returns an empty list."""
+    findings: list[Finding] = []
+    posterior = idata["posterior"]
+    chains = posterior.sizes["chain"]
+    draws = posterior.sizes["draw"]
+    table = convergence_table(idata)
+
+    if chains > 1:
+        rhat = table["r_hat"]
+        bad = rhat > RHAT_MAX
+        if bad.any():
+            labels = _worst_by_variable(rhat, bad)
+            findings.append(
+                Finding(
+                    "r_hat",
+                    f"R-hat above {RHAT_MAX} for {_names(labels)} (max {rhat.max():.3f}): the "
+                    "chains disagree, so these estimates cannot be trusted yet. Run longer "
+                    "(more warmup and draws); if the chains sit in different modes, give "
+                    "initial values from the data or reparameterize.",
+                    tuple(labels),
+                )
+            )
+    ess_min = ESS_PER_CHAIN_MIN * chains
+    for column, kind in (("ess_bulk", "bulk"), ("ess_tail", "tail")):
+        ess = table[column]
+        bad = ess < ess_min
+        if bad.any():
+            labels = list(ess[bad].sort_values().index)
+            what = "means and medians" if kind == "bulk" else "intervals and tail quantiles"
+            findings.append(
+                Finding(
+                    f"ess_{kind}",
+                    f"{kind.capitalize()} ESS below {ess_min} ({ESS_PER_CHAIN_MIN} per chain) for "
+                    f"{_names(labels)} (min {ess.min():.0f}): {what} are imprecise. Draw more "
+                    "samples; if ESS stays low, the posterior is badly shaped for these "
+                    "variables (strong correlation, funnel, weak identification).",
+                    tuple(labels),
+                )
+            )
+
+    stats = idata["sample_stats"]
+    if "diverging" in stats:
+        diverging = np.asarray(stats["diverging"])
+        n_div = int(diverging.sum())
+        if n_div:
+            findings.append(
+                Finding(
+                    "divergences",
+                    f"{n_div} divergent transition(s) of {chains * draws} draws "
+                    f"({100 * n_div / (chains * draws):.1f} %): the sampler missed part of the "
+                    "posterior, typically a funnel between a group sd and its group effects. "
+                    "Use a non-centered parameterization of the group effects "
+                    "(effect = mean + sd * z, z ~ Normal(0, 1)), or raise target_accept "
+                    "(e.g. 0.95) if there are only a few.",
+                )
+            )
+    if "tree_depth" in stats and max_tree_depth:
+        saturated = np.asarray(stats["tree_depth"]) >= max_tree_depth
+        if saturated.any():
+            findings.append(
+                Finding(
+                    "tree_depth",
+                    f"{int(saturated.sum())} of {chains * draws} draws "
+                    f"({100 * saturated.mean():.1f} %) hit the maximum tree depth "
+                    f"{max_tree_depth}: the sampler needs very many steps, usually because of a "
+                    "direction the data do not inform (non-identifiable parameters, e.g. two "
+                    "intercepts that only enter as a sum) or strong correlations. Reparameterize; "
+                    "raising max_tree_depth only makes it slower.",
+                )
+            )
+    if "energy" in stats:
+        bfmi = np.atleast_1d(az.bfmi(idata))
+        low = [int(c) for c in np.flatnonzero(bfmi < BFMI_MIN)]
+        if low:
+            findings.append(
+                Finding(
+                    "e_bfmi",
+                    f"E-BFMI below {BFMI_MIN} in chain(s) {low} "
+                    f"(values {', '.join(f'{b:.2f}' for b in bfmi[low])}): the momentum "
+                    "resampling explores the energy levels poorly, often due to heavy tails "
+                    "or a funnel. Reparameterize (non-centering, or sample log-scales).",
+                )
+            )
+    return findings
+
+
+def format_findings(findings: Sequence[Finding]) -> str:
+    """One readable block, one paragraph per finding."""
+    return "\n".join(f"- {finding.message}" for finding in findings)

@@ -1,0 +1,401 @@
+"""The :class:`Fit` results object, :func:`fit` for model functions, and :func:`load`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import jax
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .convergence import Finding, check_convergence, format_findings
+from .errors import ConvergenceWarning, FileFormatError, HieraxError
+from .init import InitValues
+from .model_info import ModelInfo
+from .results import (
+    build_inference_data,
+    constant_values,
+    observed_values,
+    pointwise_log_likelihood,
+    prior_draws,
+)
+from .results import posterior_predictive as _posterior_predictive
+from .sampling import ChainMethod, PreconditionOption, prepare, run_nuts
+
+__all__ = ["Fit", "fit", "load"]
+
+_INFO_ATTR = "hierax_info"
+
+
+class Fit:
+    """Posterior draws of a model with everything needed to read them.
+
+    Attributes
+    ----------
+    idata : arviz.InferenceData
+        posterior, sample_stats, observed_data, constant_data and, on request,
+        prior, prior_predictive, posterior_predictive and log_likelihood.
+    findings : list of Finding
+        Problems found by the convergence check (empty for a healthy fit).
+    info : dict
+        Sampler settings and timings.
+    """
+
+    def __init__(
+        self,
+        idata: az.InferenceData,
+        *,
+        findings: Sequence[Finding] | None = None,
+        info: Mapping[str, Any] | None = None,
+        model_fn: Callable[..., Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        model_info: ModelInfo | None = None,
+    ) -> None:
+        self.idata = idata
+        self.info = dict(info or {})
+        self.findings = list(findings) if findings is not None else self._check()
+        self.model_fn = model_fn
+        self.data = dict(data or {})
+        self.model_info = model_info
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def posterior(self) -> Any:
+        """The posterior group (an ``xarray.Dataset``)."""
+        return self.idata["posterior"]
+
+    def draws(self, name: str, *, combined: bool = True) -> np.ndarray:
+        """Draws of one variable: ``(sample, ...)`` if combined else ``(chain, draw, ...)``."""
+        if name not in self.posterior:
+            raise KeyError(
+                f"{name!r} is not a posterior variable; variables: {list(self.posterior.data_vars)}"
+            )
+        values = np.asarray(self.posterior[name])
+        return values.reshape((-1,) + values.shape[2:]) if combined else values
+
+    def summary(
+        self,
+        var_names: str | Sequence[str] | None = None,
+        *,
+        hdi_prob: float = 0.94,
+        coords: Mapping[str, Any] | None = None,
+        filter_vars: str | None = None,
+        kind: str = "all",
+        round_to: int | str = "none",
+    ) -> pd.DataFrame:
+        """Posterior summary like ``arviz.summary``.
+
+        Parameters
+        ----------
+        var_names : str or list of str, optional
+            Variables to include; a leading ``~`` excludes (``["~r"]``).
+        hdi_prob : float
+            Probability of the highest density interval (columns ``hdi_3%``...).
+        coords : dict, optional
+            Coordinate selection, e.g. ``{"star": [0, 1]}``.
+        filter_vars : {None, "like", "regex"}
+            How ``var_names`` are matched, as in ArviZ.
+        kind : {"all", "stats", "diagnostics"}
+        round_to : int or "none"
+
+        Returns
+        -------
+        DataFrame
+            mean, sd, HDI bounds, mcse_mean, mcse_sd, ess_bulk, ess_tail, r_hat;
+            one row per scalar entry, indexed like ``intercept_batch[0]``.
+        """
+        if isinstance(var_names, str):
+            var_names = [var_names]
+        return az.summary(
+            self.idata,
+            var_names=list(var_names) if var_names is not None else None,
+            hdi_prob=hdi_prob,
+            coords=dict(coords) if coords else None,
+            filter_vars=filter_vars,
+            kind=kind,
+            round_to=round_to,
+        )
+
+    def _check(self) -> list[Finding]:
+        return check_convergence(self.idata, self.info.get("max_tree_depth"))
+
+    def check(self, warn: bool = True) -> list[Finding]:
+        """Re-run the convergence checks; warn with one message naming the culprits."""
+        self.findings = self._check()
+        if warn and self.findings:
+            warnings.warn(
+                "hierax found problems with this fit:\n" + format_findings(self.findings),
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self.findings
+
+    @property
+    def divergences(self) -> int:
+        """Number of divergent transitions after warmup."""
+        return int(np.asarray(self.idata["sample_stats"]["diverging"]).sum())
+
+    # -------------------------------------------------------------- predictive
+    def _require_model(self, what: str) -> None:
+        if self.model_fn is None or self.model_info is None:
+            raise HieraxError(
+                f"{what} needs the model function; this Fit was loaded from a file. "
+                "Refit, or use the groups already stored in fit.idata."
+            )
+
+    def with_posterior_predictive(self, seed: int = 0) -> Fit:
+        """A new Fit whose InferenceData also holds posterior predictive draws."""
+        self._require_model("posterior predictive sampling")
+        assert self.model_fn is not None and self.model_info is not None
+        latent = {
+            name: np.asarray(self.posterior[name]) for name in self.model_info.names("latent")
+        }
+        draws = _posterior_predictive(
+            self.model_fn, self.data, latent, self.model_info, jax.random.PRNGKey(seed)
+        )
+        idata = self.idata.copy()
+        extra = az.from_dict(
+            posterior_predictive=draws,
+            dims={n: list(self.model_info.sites[n].dims) for n in draws},
+            coords={k: list(v.values) for k, v in self.idata["observed_data"].coords.items()}
+            if "observed_data" in self.idata.groups()
+            else None,
+        )
+        idata.extend(extra)
+        return Fit(
+            idata,
+            findings=self.findings,
+            info=self.info,
+            model_fn=self.model_fn,
+            data=self.data,
+            model_info=self.model_info,
+        )
+
+    # ----------------------------------------------------------------- saving
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the InferenceData to NetCDF atomically (a crash leaves no partial file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        idata = self.idata.copy()
+        idata["posterior"].attrs[_INFO_ATTR] = json.dumps(_jsonable(self.info))
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(handle)
+        try:
+            idata.to_netcdf(temporary, engine="h5netcdf")
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+        return path
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        posterior = self.posterior
+        variables = ", ".join(
+            f"{name}{list(posterior[name].dims[2:]) if posterior[name].ndim > 2 else ''}"
+            for name in posterior.data_vars
+        )
+        status = (
+            "no problems found"
+            if not self.findings
+            else f"{len(self.findings)} problem(s): " + ", ".join(f.check for f in self.findings)
+        )
+        return (
+            f"<hierax.Fit: {posterior.sizes['chain']} chains x {posterior.sizes['draw']} draws; "
+            f"{self.divergences} divergences; {status}>\n  variables: {variables}"
+        )
+
+    def _repr_html_(self) -> str:
+        table = self.summary(kind="all", round_to=3)
+        if len(table) > 30:
+            table = table.iloc[:30]
+        findings = "".join(f"<li>{f.message}</li>" for f in self.findings) or "<li>none</li>"
+        return (
+            f"<div><b>hierax.Fit</b>: {self.posterior.sizes['chain']} chains x "
+            f"{self.posterior.sizes['draw']} draws<br><b>Problems</b><ul>{findings}</ul>"
+            f"{table.to_html()}</div>"
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def load(path: str | os.PathLike[str]) -> Fit:
+    """Open a fit saved with :meth:`Fit.save` (or any ArviZ NetCDF file with a posterior)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {str(path)!r}")
+    try:
+        idata = az.from_netcdf(path, engine="h5netcdf")
+    except Exception as error:
+        raise FileFormatError(
+            f"{str(path)!r} is not a NetCDF InferenceData file ({type(error).__name__}: {error})."
+        ) from error
+    if "posterior" not in idata.groups():
+        raise FileFormatError(f"{str(path)!r} holds no posterior group; it is not a saved fit.")
+    raw = idata["posterior"].attrs.get(_INFO_ATTR)
+    info = json.loads(raw) if isinstance(raw, str) else {}
+    return Fit(idata, info=info)
+
+
+def fit(
+    model_fn: Callable[..., Any],
+    data: Mapping[str, Any] | None = None,
+    *,
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 1000,
+    seed: int | None = None,
+    target_accept: float = 0.8,
+    init: InitValues | Sequence[InitValues] | None = None,
+    dense_mass: bool = False,
+    progress: bool | None = None,
+    coords: Mapping[str, Sequence[Any]] | None = None,
+    dims: Mapping[str, Sequence[str]] | None = None,
+    max_tree_depth: int = 10,
+    precondition: PreconditionOption = "auto",
+    chain_method: ChainMethod = "auto",
+    log_likelihood: bool = False,
+    posterior_predictive: bool = False,
+    prior: bool = False,
+    warn: bool = True,
+) -> Fit:
+    """Fit a NumPyro model function with NUTS.
+
+    Parameters
+    ----------
+    model_fn : callable
+        A NumPyro model; called as ``model_fn(**data)``.
+    data : dict, optional
+        Keyword arguments of the model (arrays, sizes, options). Arrays are
+        checked for NaN/inf and emptiness before anything is compiled.
+    chains, draws, warmup : int
+        Number of chains, retained draws per chain and warmup iterations per chain.
+    seed : int, optional
+        Seed of every random choice; the same seed gives the same draws. A random
+        seed is chosen (and recorded in ``fit.info``) when omitted.
+    target_accept : float
+        NUTS target acceptance probability; raise it (0.9-0.99) against divergences.
+    init : dict or list of dict, optional
+        Initial values per latent site (constrained space). One dict is shared by
+        all chains; a list gives one dict per chain. By default hierax starts at
+        the prior median, searches the posterior mode and disperses the chains
+        with draws from the Gaussian approximation there.
+    dense_mass : bool
+        Adapt a dense mass matrix (on top of hierax's curvature preconditioning).
+    progress : bool, optional
+        Progress bars; by default on a terminal and off under CI/pytest.
+    coords : dict, optional
+        Coordinate values per dimension, e.g. ``{"batch": ["batch #1", ...]}``.
+    dims : dict, optional
+        Dimension names per site or data argument, e.g. ``{"P": ["timepoint"]}``;
+        plates name dims automatically.
+    max_tree_depth : int
+        NUTS maximum tree depth.
+    precondition : {"auto", "dense", "diag", "none"}
+        Rescaling of the parameters by the curvature at the posterior mode before
+        NUTS adapts; "auto" makes NUTS robust to scales that differ by many
+        orders of magnitude. "none" is plain NumPyro NUTS.
+    chain_method : {"auto", "parallel", "vectorized", "sequential"}
+    log_likelihood, posterior_predictive, prior : bool
+        Also store these InferenceData groups (``prior`` adds prior and
+        prior_predictive).
+    warn : bool
+        Emit a :class:`~hierax.errors.ConvergenceWarning` naming the variables
+        at fault when the convergence check finds problems.
+
+    Returns
+    -------
+    Fit
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist, hierax as hx
+    >>> def model(y):
+    ...     mu = numpyro.sample("mu", dist.Normal(0, 10))
+    ...     numpyro.sample("y", dist.Normal(mu, 1), obs=y)
+    >>> result = hx.fit(model, {"y": np.array([0.1, -0.3, 0.4])}, seed=1)  # doctest: +SKIP
+    >>> result.summary()  # doctest: +SKIP
+    """
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
+    cleaned, info, data_dims = prepare(model_fn, data, coords=coords, dims=dims)
+    output = run_nuts(
+        model_fn,
+        cleaned,
+        chains=chains,
+        draws=draws,
+        warmup=warmup,
+        seed=seed,
+        target_accept=target_accept,
+        init=init,
+        dense_mass=dense_mass,
+        max_tree_depth=max_tree_depth,
+        precondition=precondition,
+        chain_method=chain_method,
+        progress=progress,
+        model_info=info,
+    )
+    key = jax.random.PRNGKey(seed + 1)
+    predictive_key, prior_key = jax.random.split(key)
+    observed = observed_values(model_fn, cleaned, info)
+    latent = {k: v for k, v in output.posterior.items() if k in info.names("latent")}
+    prior_group, prior_predictive_group = (None, None)
+    if prior:
+        prior_group, prior_predictive_group = prior_draws(
+            model_fn, cleaned, info, prior_key, num_samples=draws
+        )
+    attrs = {
+        "hierax_version": __version__,
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "model": getattr(model_fn, "__name__", "model"),
+    }
+    idata = build_inference_data(
+        posterior=output.posterior,
+        sample_stats=output.sample_stats,
+        info=info,
+        observed=observed,
+        constant=constant_values(cleaned, observed),
+        data_dims=data_dims,
+        prior=prior_group,
+        prior_predictive=prior_predictive_group,
+        posterior_predictive=_posterior_predictive(model_fn, cleaned, latent, info, predictive_key)
+        if posterior_predictive
+        else None,
+        log_likelihood=pointwise_log_likelihood(model_fn, cleaned, latent, info)
+        if log_likelihood
+        else None,
+        attrs=attrs,
+    )
+    result = Fit(
+        idata,
+        info={**output.info, "model": attrs["model"]},
+        model_fn=model_fn,
+        data=cleaned,
+        model_info=info,
+    )
+    if warn and result.findings:
+        warnings.warn(
+            "hierax found problems with this fit:\n" + format_findings(result.findings),
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return result

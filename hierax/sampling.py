@@ -1,0 +1,306 @@
+"""Fitting a NumPyro model function with NUTS: the pipeline every model type ends in.
+
+Flow: validate data → trace the model (sites, plates, dims) → initial values →
+mode search and curvature (``precondition``) → NumPyro NUTS on the rescaled
+parameters → constrained draws, sample statistics and optional predictive
+groups → :class:`~hierax.fit.Fit`, with a convergence check.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from numpyro.infer import MCMC, NUTS
+from numpyro.infer.initialization import init_to_median, init_to_value
+from numpyro.infer.util import initialize_model
+
+from .data import validate_model_data
+from .errors import InitializationError, SamplingError
+from .init import InitValues, check_finite_log_density, per_chain_inits
+from .model_info import ModelInfo, check_observed_support, inspect_model
+from .precondition import (
+    Preconditioner,
+    find_mode,
+    from_curvature,
+    hessian_function,
+    negative_hessian,
+)
+
+ChainMethod = Literal["auto", "parallel", "vectorized", "sequential"]
+PreconditionOption = Literal["auto", "dense", "diag", "none"]
+
+_EXTRA_FIELDS = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob")
+
+
+@dataclass
+class SamplerOutput:
+    """Raw output of :func:`run_nuts`, before it becomes an InferenceData."""
+
+    posterior: dict[str, np.ndarray]  # site -> (chain, draw, *shape)
+    sample_stats: dict[str, np.ndarray]  # stat -> (chain, draw)
+    info: dict[str, Any]
+
+
+def default_progress() -> bool:
+    """Show progress bars on an interactive terminal, never under CI or pytest."""
+    if os.environ.get("CI") or "PYTEST_CURRENT_TEST" in os.environ:
+        return False
+    return sys.stderr.isatty()
+
+
+def choose_chain_method(chains: int, requested: ChainMethod = "auto") -> str:
+    """Parallel across devices when there are enough of them, vectorised otherwise."""
+    if requested != "auto":
+        return requested
+    if chains > 1 and jax.local_device_count() >= chains:
+        return "parallel"
+    return "vectorized"
+
+
+class _Unconstrained:
+    """The model's log density on a flat unconstrained vector."""
+
+    def __init__(self, potential_fn: Callable[[Any], jax.Array], unravel: Callable[..., Any]):
+        self._potential_fn = potential_fn
+        self.unravel = unravel
+        self.value_and_grad = jax.jit(jax.value_and_grad(self.log_density))
+
+    def log_density(self, flat: jax.Array) -> jax.Array:
+        return -self._potential_fn(self.unravel(flat))
+
+
+def _initial_unconstrained(
+    model_fn: Callable[..., Any],
+    data: Mapping[str, Any],
+    inits: list[dict[str, np.ndarray]] | None,
+    chains: int,
+    key: jax.Array,
+) -> tuple[Any, np.ndarray, Callable[..., Any]]:
+    """Per-chain unconstrained starting points, plus NumPyro's model helpers."""
+    keys = jax.random.split(key, chains)
+    starts = []
+    model_info = None
+    for chain in range(chains):
+        if inits is not None:
+            strategy = init_to_value(values=inits[chain])
+        else:
+            strategy = init_to_median(num_samples=15)
+        try:
+            info = initialize_model(
+                keys[chain], model_fn, init_strategy=strategy, model_kwargs=dict(data)
+            )
+        except RuntimeError as error:
+            values = inits[chain] if inits is not None else {}
+            check_finite_log_density(model_fn, data, values, where=f"chain {chain}'s start")
+            raise InitializationError(
+                f"no valid starting point found for chain {chain}: {error}"
+            ) from error
+        if model_info is None:
+            model_info = info
+        flat, unravel = ravel_pytree(info.param_info.z)
+        starts.append(np.asarray(flat, dtype=np.float64))
+    assert model_info is not None
+    return model_info, np.stack(starts), unravel
+
+
+def _precondition(
+    target: _Unconstrained,
+    starts: np.ndarray,
+    option: PreconditionOption,
+    key: jax.Array,
+) -> tuple[Preconditioner, np.ndarray, dict[str, Any]]:
+    """Mode search from each distinct start, curvature at the best mode, chain starts in z."""
+    chains, dim = starts.shape
+    if option == "none":
+        identity = from_curvature(np.zeros(dim), None)
+        return identity, starts, {"kind": "identity", "mode_found": False}
+
+    distinct = [0] + [c for c in range(1, chains) if not np.allclose(starts[c], starts[0])]
+    hessian = hessian_function(target.log_density, dim)
+    modes = {c: find_mode(target.value_and_grad, starts[c], hessian=hessian) for c in distinct}
+    successful = [c for c, m in modes.items() if m.success]
+    if successful:
+        best = max(successful, key=lambda c: modes[c].log_density)
+        center = modes[best].position
+    else:
+        best = 0
+        center = starts[0]
+    precision = negative_hessian(hessian, center)
+    if precision is not None and not successful:
+        # Away from a mode the Hessian need not be positive definite: use its diagonal only.
+        precision = np.diag(np.abs(np.diag(precision)))
+    preconditioner = from_curvature(
+        center, precision, allow_dense=(option in ("auto", "dense")) and bool(successful)
+    )
+    if option == "diag" and preconditioner.kind == "dense":
+        preconditioner = from_curvature(center, precision, allow_dense=False)
+
+    # Each chain starts at its own mode (or start) plus a draw from the local
+    # Gaussian approximation, so chains are dispersed on the posterior's own scale.
+    jitter = np.asarray(jax.random.normal(key, (chains, dim)))
+    jitter_scale = 1.0 if successful else 0.1
+    z_starts = np.empty((chains, dim))
+    for chain in range(chains):
+        source = distinct[0]
+        for c in distinct:
+            if c <= chain:
+                source = c
+        base = modes[source].position if modes[source].success else starts[chain]
+        z_base = np.asarray(preconditioner.from_unconstrained(jnp.asarray(base)))
+        candidate = z_base + jitter_scale * jitter[chain]
+        value = float(target.log_density(preconditioner.to_unconstrained(jnp.asarray(candidate))))
+        z_starts[chain] = candidate if np.isfinite(value) else z_base
+    details = {
+        **preconditioner.describe(),
+        "mode_found": bool(successful),
+        "mode_log_density": float(modes[best].log_density),
+        "mode_message": modes[best].message,
+    }
+    return preconditioner, z_starts, details
+
+
+def run_nuts(
+    model_fn: Callable[..., Any],
+    data: Mapping[str, Any],
+    *,
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 1000,
+    seed: int = 0,
+    target_accept: float = 0.8,
+    init: InitValues | Sequence[InitValues] | None = None,
+    dense_mass: bool = False,
+    max_tree_depth: int = 10,
+    precondition: PreconditionOption = "auto",
+    chain_method: ChainMethod = "auto",
+    progress: bool | None = None,
+    model_info: ModelInfo,
+) -> SamplerOutput:
+    """Run NUTS on a validated model; see :func:`hierax.fit` for the arguments."""
+    if chains < 1 or draws < 1 or warmup < 0:
+        raise SamplingError(
+            f"chains and draws must be >= 1 and warmup >= 0 (got chains={chains}, "
+            f"draws={draws}, warmup={warmup})."
+        )
+    if not 0.0 < target_accept < 1.0:
+        raise SamplingError(f"target_accept must lie in (0, 1), got {target_accept}.")
+    if precondition not in ("auto", "dense", "diag", "none"):
+        raise SamplingError(
+            f"precondition must be 'auto', 'dense', 'diag' or 'none', got {precondition!r}."
+        )
+    inits = per_chain_inits(init, chains, model_info)
+    if inits is not None:
+        for chain, values in enumerate(inits):
+            check_finite_log_density(model_fn, data, values, where=f"chain {chain}'s initial values")
+
+    key = jax.random.PRNGKey(seed)
+    init_key, jitter_key, sample_key = jax.random.split(key, 3)
+    started = time.perf_counter()
+    numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, inits, chains, init_key)
+    target = _Unconstrained(numpyro_info.potential_fn, unravel)
+    preconditioner, z_starts, precondition_info = _precondition(
+        target, starts, precondition, jitter_key
+    )
+    preparation_seconds = time.perf_counter() - started
+
+    def potential_z(z: jax.Array) -> jax.Array:
+        return -target.log_density(preconditioner.to_unconstrained(z))
+
+    kernel = NUTS(
+        potential_fn=potential_z,
+        target_accept_prob=target_accept,
+        dense_mass=dense_mass,
+        max_tree_depth=max_tree_depth,
+    )
+    method = choose_chain_method(chains, chain_method)
+    show_progress = default_progress() if progress is None else progress
+    mcmc = MCMC(
+        kernel,
+        num_warmup=warmup,
+        num_samples=draws,
+        num_chains=chains,
+        chain_method=method,
+        progress_bar=show_progress,
+    )
+    started = time.perf_counter()
+    init_params = jnp.asarray(z_starts if chains > 1 else z_starts[0])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*There are not enough devices.*")
+        mcmc.run(sample_key, init_params=init_params, extra_fields=_EXTRA_FIELDS)
+    sampling_seconds = time.perf_counter() - started
+
+    z = np.asarray(mcmc.get_samples(group_by_chain=True))  # (chain, draw, d)
+    if not np.all(np.isfinite(z)):
+        raise SamplingError("the sampler produced non-finite draws; the model may be improper.")
+    unconstrained = preconditioner.to_unconstrained(jnp.asarray(z.reshape(chains * draws, -1)))
+    postprocess = numpyro_info.postprocess_fn
+    constrained = jax.jit(jax.vmap(lambda flat: postprocess(unravel(flat))))(unconstrained)
+    posterior = {
+        name: np.asarray(value).reshape((chains, draws) + tuple(np.shape(value)[1:]))
+        for name, value in constrained.items()
+    }
+
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    num_steps = np.asarray(extra["num_steps"])
+    tree_depth = np.floor(np.log2(np.maximum(num_steps, 1))).astype(np.int64) + 1
+    inverse_mass = mcmc.last_state.adapt_state.inverse_mass_matrix
+    step_size = np.broadcast_to(
+        np.asarray(mcmc.last_state.adapt_state.step_size).reshape(chains, 1), (chains, draws)
+    )
+    sample_stats = {
+        "diverging": np.asarray(extra["diverging"], dtype=bool),
+        "tree_depth": tree_depth,
+        "n_steps": num_steps.astype(np.int64),
+        "energy": np.asarray(extra["energy"]),
+        "lp": -np.asarray(extra["potential_energy"]),
+        "acceptance_rate": np.asarray(extra["accept_prob"]),
+        "step_size": np.array(step_size),
+        "reached_max_treedepth": tree_depth >= max_tree_depth,
+    }
+    del inverse_mass
+    info = {
+        "chains": chains,
+        "draws": draws,
+        "warmup": warmup,
+        "seed": seed,
+        "target_accept": target_accept,
+        "max_tree_depth": max_tree_depth,
+        "dense_mass": dense_mass,
+        "chain_method": method,
+        "preparation_seconds": preparation_seconds,
+        "sampling_seconds": sampling_seconds,
+        "precondition": precondition_info,
+    }
+    return SamplerOutput(posterior, sample_stats, info)
+
+
+def prepare(
+    model_fn: Callable[..., Any],
+    data: Mapping[str, Any] | None,
+    *,
+    coords: Mapping[str, Sequence[Any]] | None = None,
+    dims: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[dict[str, Any], ModelInfo, dict[str, list[str]]]:
+    """Validate data, trace the model and split ``dims`` into site dims and data dims."""
+    cleaned = validate_model_data(model_fn, data or {})
+    dims = dict(dims or {})
+    data_dims = {key: list(value) for key, value in dims.items() if key in cleaned}
+    site_dims = {key: value for key, value in dims.items() if key not in cleaned}
+    info, trace = inspect_model(model_fn, cleaned, dims=site_dims, coords=coords)
+    check_observed_support(trace)
+    if not info.names("latent"):
+        raise SamplingError(
+            "the model has no latent sample sites: there is nothing to infer. "
+            "Did you pass observed values for every site?"
+        )
+    return cleaned, info, data_dims
