@@ -36,7 +36,7 @@ def configure_jax() -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" not in flags:
         try:
-            if jax.config.jax_num_cpu_devices in (-1, None):
+            if getattr(jax.config, "jax_num_cpu_devices", -1) in (-1, None):
                 jax.config.update("jax_num_cpu_devices", _wanted_cpu_devices())
         except (RuntimeError, AttributeError):
             # JAX is already running: chains are vectorised instead.

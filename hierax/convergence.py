@@ -46,9 +46,7 @@ def convergence_table(idata: az.InferenceData) -> pd.DataFrame:
     return az.summary(idata, kind="diagnostics", round_to="none")
 
 
-def check_convergence(
-    idata: az.InferenceData, max_tree_depth: int | None = None
-) -> list[Finding]:
+def check_convergence(idata: az.InferenceData, max_tree_depth: int | None = None) -> list[Finding]:
     """Run the baseline checks; a healthy fit returns an empty list."""
     findings: list[Finding] = []
     posterior = idata["posterior"]

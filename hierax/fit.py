@@ -9,7 +9,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import arviz as az
 import jax
@@ -89,7 +89,7 @@ class Fit:
         hdi_prob: float = 0.94,
         coords: Mapping[str, Any] | None = None,
         filter_vars: str | None = None,
-        kind: str = "all",
+        kind: Literal["all", "stats", "diagnostics"] = "all",
         round_to: int | str = "none",
     ) -> pd.DataFrame:
         """Posterior summary like ``arviz.summary``.

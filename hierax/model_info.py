@@ -119,9 +119,7 @@ def inspect_model(
     """
     dims = dict(dims or {})
     trace = trace_model(model_fn, data)
-    plates = {
-        name: int(site["args"][0]) for name, site in trace.items() if site["type"] == "plate"
-    }
+    plates = {name: int(site["args"][0]) for name, site in trace.items() if site["type"] == "plate"}
     sites: dict[str, SiteInfo] = {}
     for name, site in trace.items():
         if site["type"] == "sample":

@@ -70,7 +70,11 @@ def plot_ridge(
 
 
 def plot_forest(
-    fit: Fit, var_names: Sequence[str], *, hdi_prob: float = 0.94, truth: Mapping[str, Any] | None = None
+    fit: Fit,
+    var_names: Sequence[str],
+    *,
+    hdi_prob: float = 0.94,
+    truth: Mapping[str, Any] | None = None,
 ) -> Figure:
     """Forest plot (per chain and combined HDI) with true values marked when known."""
     n_rows = _scalar_labels(fit, var_names)
@@ -89,7 +93,9 @@ def plot_forest(
     return fig
 
 
-def _mark_truth_on_forest(ax: Any, fit: Fit, var_names: Sequence[str], truth: Mapping[str, Any]) -> None:
+def _mark_truth_on_forest(
+    ax: Any, fit: Fit, var_names: Sequence[str], truth: Mapping[str, Any]
+) -> None:
     labels = [t.get_text() for t in ax.get_yticklabels()]
     positions = ax.get_yticks()
     flat_truth: dict[str, float] = {}
@@ -109,8 +115,15 @@ def _mark_truth_on_forest(ax: Any, fit: Fit, var_names: Sequence[str], truth: Ma
         key = label.replace(" ", "")
         for name, value in flat_truth.items():
             if key == name.replace(" ", ""):
-                ax.plot([value], [y], "x", color="tab:red", ms=8, mew=2,
-                        label=None if marked else "true value")
+                ax.plot(
+                    [value],
+                    [y],
+                    "x",
+                    color="tab:red",
+                    ms=8,
+                    mew=2,
+                    label=None if marked else "true value",
+                )
                 marked = True
     if marked:
         ax.legend(loc="best", fontsize=8)
@@ -124,23 +137,10 @@ def plot_pair(
     coords: Mapping[str, Any] | None = None,
 ) -> Figure:
     """Corner plot (KDE) with the true values marked in red when known."""
-    reference = None
-    if truth:
-        reference = {}
-        for name in var_names:
-            if name not in truth:
-                continue
-            values = np.atleast_1d(np.asarray(truth[name], dtype=float))
-            dims = fit.posterior[name].dims[2:]
-            if not dims:
-                reference[name] = float(values[0])
-                continue
-            selected = fit.posterior[name].coords[dims[0]].values
-            if coords and dims[0] in coords:
-                selected = list(coords[dims[0]])
-            all_coords = list(fit.posterior[name].coords[dims[0]].values)
-            for coord in selected:
-                reference[f"{name}\n{coord}"] = float(values[all_coords.index(coord)])
+    # ArviZ indexes each reference array with the same selection as the draws.
+    reference = {
+        name: np.asarray(truth[name], dtype=float) for name in var_names if truth and name in truth
+    }
     size = max(4.0, 2.2 * len(var_names))
     axes = az.plot_pair(
         fit.idata,
@@ -192,8 +192,15 @@ def plot_band(
     draws = np.asarray(draws)
     for probability in sorted(probabilities, reverse=True):
         lower, upper = np.quantile(draws, [(1 - probability) / 2, (1 + probability) / 2], axis=0)
-        ax.fill_between(x, lower, upper, color=color, alpha=0.18, lw=0,
-                        label=f"{int(probability * 100)} % interval")
+        ax.fill_between(
+            x,
+            lower,
+            upper,
+            color=color,
+            alpha=0.18,
+            lw=0,
+            label=f"{int(probability * 100)} % interval",
+        )
     ax.plot(x, np.median(draws, axis=0), color=color, lw=2, label="median")
     rng = np.random.default_rng(seed)
     for index in rng.choice(draws.shape[0], size=min(n_lines, draws.shape[0]), replace=False):

@@ -19,8 +19,8 @@ drives SciPy's L-BFGS-B with JAX gradients.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -110,30 +110,46 @@ def find_mode(
     case the caller must not trust the end point.
     """
     start = np.asarray(start, dtype=np.float64)
+    hessian_at_start = None
+    if hessian is not None:
+        hessian_at_start = np.asarray(hessian(jnp.asarray(start)), dtype=np.float64)
+    # Jacobi scaling: optimise over y with x = start + scale * y, where scale comes
+    # from the curvature at the start, so the problem the optimiser sees has unit
+    # diagonal curvature even when the parameters' scales differ by 1e9.
+    scale = np.ones_like(start)
+    if hessian_at_start is not None:
+        diagonal = np.abs(np.diag(hessian_at_start))
+        usable = np.isfinite(diagonal) & (diagonal > 0)
+        scale = np.where(usable, 1.0 / np.sqrt(np.where(usable, diagonal, 1.0)), 1.0)
 
-    def negative(x: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = value_and_grad(jnp.asarray(x))
-        value = float(value)
+    def to_x(y: np.ndarray) -> np.ndarray:
+        return start + scale * y
+
+    def negative(y: np.ndarray) -> tuple[float, np.ndarray]:
+        raw_value, grad = value_and_grad(jnp.asarray(to_x(y)))
+        value = float(raw_value)
         if not np.isfinite(value):
-            return np.inf, np.zeros_like(x)
-        return -value, -np.asarray(grad, dtype=np.float64)
+            return np.inf, np.zeros_like(y)
+        return -value, -scale * np.asarray(grad, dtype=np.float64)
 
-    start_value, _ = negative(start)
+    origin = np.zeros_like(start)
+    start_value, _ = negative(origin)
     if not np.isfinite(start_value):
         return ModeResult(start, -np.inf, False, "log density not finite at the start")
     result = None
     if hessian is not None:
 
-        def negative_hess(x: np.ndarray) -> np.ndarray:
-            matrix = np.asarray(hessian(jnp.asarray(x)), dtype=np.float64)
-            return np.where(np.isfinite(matrix), matrix, 0.0)
+        def negative_hess(y: np.ndarray) -> np.ndarray:
+            matrix = np.asarray(hessian(jnp.asarray(to_x(y))), dtype=np.float64)
+            matrix = np.where(np.isfinite(matrix), matrix, 0.0)
+            return matrix * np.outer(scale, scale)
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             try:
                 result = scipy.optimize.minimize(
                     negative,
-                    start,
+                    origin,
                     jac=True,
                     hess=negative_hess,
                     method="trust-exact",
@@ -146,12 +162,12 @@ def find_mode(
     if result is None:
         result = scipy.optimize.minimize(
             negative,
-            start,
+            origin,
             jac=True,
             method="L-BFGS-B",
             options={"maxiter": max_iterations, "maxcor": 20, "gtol": 1e-8, "ftol": 1e-13},
         )
-    position = np.asarray(result.x)
+    position = to_x(np.asarray(result.x))
     value = -float(result.fun)
     if not np.isfinite(value) or value < -start_value - 1e-8:
         return ModeResult(start, -start_value, False, "optimiser did not improve on the start")
@@ -186,23 +202,27 @@ def from_curvature(
     precision: np.ndarray | None,
     *,
     allow_dense: bool = True,
+    at_mode: bool = True,
     max_scale: float = 10.0,
 ) -> Preconditioner:
     """Build the affine map from a precision matrix (the negative Hessian).
 
     A positive-definite precision gives ``L = chol(precision)^{-T}`` (dense) or the
-    Laplace marginal sds (diagonal). Otherwise each scale is ``1/sqrt(|H_ii|)``,
-    capped at ``max_scale`` so that flat directions are not blown up.
+    Laplace marginal sds (diagonal). Otherwise, or when the curvature was not
+    taken at a mode (``at_mode=False``), each scale is ``1/sqrt(|H_ii|)``, capped
+    at ``max_scale`` so that flat directions are not blown up.
     """
     center = np.asarray(center, dtype=np.float64)
     dim = center.size
     if precision is None:
         return Preconditioner("identity", jnp.asarray(center), jnp.ones(dim), jnp.ones(dim))
-    try:
-        cholesky = np.linalg.cholesky(precision)
-        positive_definite = bool(np.all(np.isfinite(cholesky)))
-    except np.linalg.LinAlgError:
-        positive_definite = False
+    positive_definite = False
+    if at_mode:
+        try:
+            cholesky = np.linalg.cholesky(precision)
+            positive_definite = bool(np.all(np.isfinite(cholesky)))
+        except np.linalg.LinAlgError:
+            positive_definite = False
     if positive_definite:
         # L = R^{-T} with precision = R R^T, so L L^T = precision^{-1}.
         factor = scipy.linalg.solve_triangular(cholesky, np.eye(dim), lower=True).T
@@ -215,5 +235,9 @@ def from_curvature(
     else:
         diagonal = np.abs(np.diag(precision))
         scales = np.where(diagonal > 0, 1.0 / np.sqrt(np.maximum(diagonal, 1e-300)), max_scale)
-    scales = np.minimum(np.where(np.isfinite(scales) & (scales > 0), scales, 1.0), max_scale)
-    return Preconditioner("diag", jnp.asarray(center), jnp.asarray(scales), jnp.asarray(1.0 / scales))
+        # away from a mode, flat directions are not blown up
+        scales = np.minimum(scales, max_scale)
+    scales = np.where(np.isfinite(scales) & (scales > 0), scales, 1.0)
+    return Preconditioner(
+        "diag", jnp.asarray(center), jnp.asarray(scales), jnp.asarray(1.0 / scales)
+    )

@@ -36,9 +36,7 @@ def _flatten_draws(samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _group_by_chain(samples: Mapping[str, Any], chains: int, draws: int) -> dict[str, np.ndarray]:
-    return {
-        k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in samples.items()
-    }
+    return {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in samples.items()}
 
 
 def posterior_predictive(

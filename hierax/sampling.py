@@ -135,15 +135,12 @@ def _precondition(
     else:
         best = 0
         center = starts[0]
+    # Away from a mode the Hessian need not be positive definite: from_curvature
+    # then uses its (capped) diagonal only.
     precision = negative_hessian(hessian, center)
-    if precision is not None and not successful:
-        # Away from a mode the Hessian need not be positive definite: use its diagonal only.
-        precision = np.diag(np.abs(np.diag(precision)))
     preconditioner = from_curvature(
-        center, precision, allow_dense=(option in ("auto", "dense")) and bool(successful)
+        center, precision, allow_dense=option in ("auto", "dense"), at_mode=bool(successful)
     )
-    if option == "diag" and preconditioner.kind == "dense":
-        preconditioner = from_curvature(center, precision, allow_dense=False)
 
     # Each chain starts at its own mode (or start) plus a draw from the local
     # Gaussian approximation, so chains are dispersed on the posterior's own scale.
@@ -201,7 +198,9 @@ def run_nuts(
     inits = per_chain_inits(init, chains, model_info)
     if inits is not None:
         for chain, values in enumerate(inits):
-            check_finite_log_density(model_fn, data, values, where=f"chain {chain}'s initial values")
+            check_finite_log_density(
+                model_fn, data, values, where=f"chain {chain}'s initial values"
+            )
 
     key = jax.random.PRNGKey(seed)
     init_key, jitter_key, sample_key = jax.random.split(key, 3)

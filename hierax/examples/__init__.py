@@ -18,5 +18,7 @@ def get(name: str) -> ModuleType:
     if name not in NAMES:
         from ..errors import close_matches
 
-        raise KeyError(f"unknown example {name!r}; choose from {list(NAMES)}.{close_matches(name, NAMES)}")
+        raise KeyError(
+            f"unknown example {name!r}; choose from {list(NAMES)}.{close_matches(name, NAMES)}"
+        )
     return import_module(f"hierax.examples.{name}")

@@ -118,7 +118,9 @@ def fit(seed: int = 0, quick: bool = False, progress: bool | None = None, **kwar
 
 def figures(result: Fit, out: Path) -> list[Path]:
     true = truth()
-    paths = [save_figure(plot_forest(result, ["lnP"] + HYPERPARAMETERS, truth=true), out / "forest.png")]
+    paths = [
+        save_figure(plot_forest(result, ["lnP"] + HYPERPARAMETERS, truth=true), out / "forest.png")
+    ]
     paths.append(save_figure(plot_pair(result, HYPERPARAMETERS, truth=true), out / "pair.png"))
     paths.append(save_figure(plot_trace(result, HYPERPARAMETERS), out / "trace.png"))
 
@@ -139,13 +141,24 @@ def figures(result: Fit, out: Path) -> list[Path]:
         mask = star == s
         P_best = float(np.exp(lnP[best, s]))
         t = table["t"].to_numpy()[mask]
-        ax.errorbar(t % P_best / P_best, table["rv"].to_numpy()[mask], table["rv_err"].to_numpy()[mask],
-                    fmt="o", ms=3, lw=0.8)
+        ax.errorbar(
+            t % P_best / P_best,
+            table["rv"].to_numpy()[mask],
+            table["rv_err"].to_numpy()[mask],
+            fmt="o",
+            ms=3,
+            lw=0.8,
+        )
         phase = np.linspace(0, 1, 200)
         for i in rng.choice(lnP.shape[0], 15, replace=False):
             P_i = float(np.exp(lnP[i, s]))
-            ax.plot(phase, rv_model(phase * P_i, P_i, a[i, s], b[i, s], v0[i, s]), color="tab:orange",
-                    lw=0.5, alpha=0.5)
+            ax.plot(
+                phase,
+                rv_model(phase * P_i, P_i, a[i, s], b[i, s], v0[i, s]),
+                color="tab:orange",
+                lw=0.5,
+                alpha=0.5,
+            )
         ax.set_title(f"star {stars[s]}: P = {P_best:.4f} d", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.supxlabel("phase (folded at the MAP period)")

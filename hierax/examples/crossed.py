@@ -126,17 +126,26 @@ def cell_means(result: Fit) -> np.ndarray:
 
 
 def fit(
-    seed: int = 0, quick: bool = False, progress: bool | None = None, naive: bool = False, **kwargs: Any
+    seed: int = 0,
+    quick: bool = False,
+    progress: bool | None = None,
+    naive: bool = False,
+    **kwargs: Any,
 ) -> Fit:
     draws = 500 if quick else 1000
-    return hx_fit(**setup(naive=naive), seed=seed, draws=draws, warmup=draws, progress=progress, **kwargs)
+    return hx_fit(
+        **setup(naive=naive), seed=seed, draws=draws, warmup=draws, progress=progress, **kwargs
+    )
 
 
 def figures(result: Fit, out: Path) -> list[Path]:
     true = truth()
     paths = [
         save_figure(
-            plot_forest(result, ["alpha_g", "beta_c"] + [v for v in HYPERPARAMETERS if v in result.posterior]),
+            plot_forest(
+                result,
+                ["alpha_g", "beta_c"] + [v for v in HYPERPARAMETERS if v in result.posterior],
+            ),
             out / "forest.png",
         )
     ]
@@ -153,12 +162,20 @@ def figures(result: Fit, out: Path) -> list[Path]:
     for g in range(n_genes):
         x = np.arange(n_cells) + (g - 1) * 0.2
         lower, median, upper = np.quantile(means[:, g, :], [0.05, 0.5, 0.95], axis=0)
-        ax.errorbar(x, median, yerr=[median - lower, upper - median], fmt="o", ms=3,
-                    label=f"gene {g} (90 % interval)")
+        ax.errorbar(
+            x,
+            median,
+            yerr=[median - lower, upper - median],
+            fmt="o",
+            ms=3,
+            label=f"gene {g} (90 % interval)",
+        )
         ax.plot(x, true["cell_mean"][g], "x", color="k", ms=5)
         rows = table[table["gene"] == g]
         ax.scatter(rows["cell_line"] + (g - 1) * 0.2 + 0.06, rows["logfc"], s=4, color="0.5")
-    ax.set(xlabel="cell line", ylabel="logFC", title="gene x cell-line means (x = truth, dots = data)")
+    ax.set(
+        xlabel="cell line", ylabel="logFC", title="gene x cell-line means (x = truth, dots = data)"
+    )
     ax.legend(fontsize=7)
     paths.append(save_figure(fig, out / "predictive.png"))
     return paths

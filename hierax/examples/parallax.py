@@ -85,7 +85,9 @@ def figures(result: Fit, out: Path) -> list[Path]:
         )
     ]
     paths.append(
-        save_figure(plot_pair(result, ["mu_r", "std_r", "r"], truth=true, coords=first), out / "pair.png")
+        save_figure(
+            plot_pair(result, ["mu_r", "std_r", "r"], truth=true, coords=first), out / "pair.png"
+        )
     )
     paths.append(save_figure(plot_trace(result, ["mu_r", "ln_std_r"]), out / "trace.png"))
 
@@ -96,12 +98,20 @@ def figures(result: Fit, out: Path) -> list[Path]:
     order = np.argsort(true["r"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
-    ax.errorbar(true["r"][order] * 1000, median[order] * 1000,
-                yerr=[(median - lower)[order] * 1000, (upper - median)[order] * 1000],
-                fmt=".", ms=3, alpha=0.6, label="posterior median, 90 %")
+    ax.errorbar(
+        true["r"][order] * 1000,
+        median[order] * 1000,
+        yerr=[(median - lower)[order] * 1000, (upper - median)[order] * 1000],
+        fmt=".",
+        ms=3,
+        alpha=0.6,
+        label="posterior median, 90 %",
+    )
     lims = [true["r"].min() * 1000 - 5, true["r"].max() * 1000 + 5]
     ax.plot(lims, lims, "k--", lw=1, label="truth = estimate")
-    ax.set(xlabel="true distance / pc", ylabel="estimated distance / pc", title="per-star distances")
+    ax.set(
+        xlabel="true distance / pc", ylabel="estimated distance / pc", title="per-star distances"
+    )
     ax.legend(fontsize=8)
     ax = axes[1]
     table = load_data()

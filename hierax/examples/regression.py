@@ -21,9 +21,7 @@ TITLE = "hierarchical regression: varying intercepts and slopes"
 HYPERPARAMETERS = ["mu_intercept", "mu_slope", "sigma_intercept", "sigma_slope", "sigma_noise"]
 
 
-def model(
-    x: np.ndarray, group_idx: np.ndarray, n_groups: int, y: np.ndarray | None = None
-) -> None:
+def model(x: np.ndarray, group_idx: np.ndarray, n_groups: int, y: np.ndarray | None = None) -> None:
     """The tutorial's ``hierarchical_bayesian_model`` (centered, as written there)."""
     mu_intercept = numpyro.sample("mu_intercept", dist.Normal(0.0, 5.0))
     mu_slope = numpyro.sample("mu_slope", dist.Normal(0.0, 5.0))
@@ -94,14 +92,18 @@ def figures(result: Fit, out: Path) -> list[Path]:
     groups = sorted(table["group"].unique())
     ncols = 4
     nrows = int(np.ceil(len(groups) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), sharex=True, sharey=True
+    )
     for ax, group in zip(np.ravel(axes), groups, strict=False):
         mask = table["group"].to_numpy() == group
         x = table["predictor"].to_numpy()[mask]
         order = np.argsort(x)
         draws = y_rep[:, mask][:, order]
         lower, median, upper = np.percentile(draws, [5, 50, 95], axis=0)
-        ax.fill_between(x[order], lower, upper, color="tab:red", alpha=0.3, label="90 % predictive interval")
+        ax.fill_between(
+            x[order], lower, upper, color="tab:red", alpha=0.3, label="90 % predictive interval"
+        )
         ax.plot(x[order], median, color="tab:red", label="median prediction")
         ax.scatter(x, table["response"].to_numpy()[mask], s=8, label="observed")
         ax.set_title(f"group {group}", fontsize=9)
@@ -115,7 +117,9 @@ def figures(result: Fit, out: Path) -> list[Path]:
         draws = result.draws(name)
         lower, upper = np.percentile(draws, [5, 95], axis=0)
         mean = draws.mean(axis=0)
-        ax.errorbar(groups, mean, yerr=[mean - lower, upper - mean], fmt="o", label="posterior mean, 90 %")
+        ax.errorbar(
+            groups, mean, yerr=[mean - lower, upper - mean], fmt="o", label="posterior mean, 90 %"
+        )
         ax.plot(groups, true[name], "x", color="k", ms=7, label="truth")
         ax.set(title=name, xlabel="group")
         ax.legend(fontsize=8)

@@ -1,0 +1,101 @@
+"""Tiny NumPyro models and data shared by the hierax tests.
+
+Everything here is deterministic (fixed seeds) so that a fresh Python process
+can rebuild exactly the same data and fit (see ``test_fit.py``).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+# --------------------------------------------------------------------- normal
+
+
+def normal_model(y):
+    """y ~ Normal(mu, sigma) with a HalfNormal scale: two scalar latent sites."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(5.0))
+    with numpyro.plate("obs", y.shape[0]):
+        numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
+
+
+def normal_data() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(11)
+    return {"y": rng.normal(1.5, 2.0, size=20)}
+
+
+# ------------------------------------------------- hierarchical (non-centered)
+
+SCHOOLS = ["alder", "birch", "cedar", "dogwood", "elm"]
+
+
+def hierarchical_model(school, n_school, y):
+    """Non-centered hierarchical normal: 5 groups, group effects theta = mu + tau * z."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfNormal(2.0))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(2.0))
+    with numpyro.plate("school", n_school):
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+    theta = numpyro.deterministic("theta", mu + tau * z)
+    with numpyro.plate("obs", school.shape[0]):
+        numpyro.sample("y", dist.Normal(theta[school], sigma), obs=y)
+
+
+def hierarchical_data() -> dict[str, object]:
+    """5 schools x 10 observations, school effects from N(1, 1), noise sd 1."""
+    rng = np.random.default_rng(20240601)
+    n_school, per_school = len(SCHOOLS), 10
+    effects = rng.normal(1.0, 1.0, size=n_school)
+    school = np.repeat(np.arange(n_school), per_school)
+    y = effects[school] + rng.normal(0.0, 1.0, size=school.size)
+    return {"school": school, "n_school": n_school, "y": y}
+
+
+# ------------------------------------------------------ eight schools, centered
+
+EIGHT_SCHOOLS_Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+EIGHT_SCHOOLS_SIGMA = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+
+def eight_schools_centered(y, sigma):
+    """The classic centered parameterization: a funnel between tau and theta."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+    with numpyro.plate("school", y.shape[0]):
+        theta = numpyro.sample("theta", dist.Normal(mu, tau))
+        numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+
+# ------------------------------------------------------------------- bimodal
+
+
+def bimodal_model():
+    """theta from an equal mixture of N(-10, 0.1) and N(10, 0.1): two separated modes."""
+    mixing = dist.Categorical(probs=jnp.array([0.5, 0.5]))
+    components = dist.Normal(jnp.array([-10.0, 10.0]), 0.1)
+    numpyro.sample("theta", dist.MixtureSameFamily(mixing, components))
+
+
+# ------------------------------------------------------------------- support
+
+
+def uniform_upper_model(y):
+    """y ~ Uniform(0, upper): an ``upper`` below max(y) makes the data impossible."""
+    upper = numpyro.sample("upper", dist.LogNormal(0.0, 1.0))
+    with numpyro.plate("obs", y.shape[0]):
+        numpyro.sample("y", dist.Uniform(0.0, upper), obs=y)
+
+
+# ------------------------------------------------------- reproducibility fit
+
+SEED_FIT_SETTINGS = {"chains": 2, "draws": 100, "warmup": 100, "progress": False, "warn": False}
+
+
+def seed_fit(seed: int):
+    """The fit compared across processes in the reproducibility tests."""
+    import hierax
+
+    return hierax.fit(hierarchical_model, hierarchical_data(), seed=seed, **SEED_FIT_SETTINGS)

@@ -1,0 +1,111 @@
+"""The affine preconditioner and the mode search, on Gaussians with known answers."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hierax.precondition import (
+    find_mode,
+    from_curvature,
+    hessian_function,
+    negative_hessian,
+)
+
+
+def _gaussian(mean: np.ndarray, covariance: np.ndarray):
+    precision = np.linalg.inv(covariance)
+
+    def log_density(x: jax.Array) -> jax.Array:
+        delta = x - mean
+        return -0.5 * delta @ precision @ delta
+
+    return log_density, precision
+
+
+def _badly_scaled(seed: int = 0, dim: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    scales = 10.0 ** np.linspace(-6, 3, dim)  # posterior sds from 1e-6 to 1e3
+    correlation = np.full((dim, dim), 0.6) + 0.4 * np.eye(dim)
+    covariance = correlation * np.outer(scales, scales)
+    mean = rng.normal(size=dim) * scales
+    return mean, covariance
+
+
+@pytest.mark.parametrize("use_hessian", [True, False])
+def test_find_mode_on_badly_scaled_gaussian(use_hessian: bool) -> None:
+    mean, covariance = _badly_scaled()
+    log_density, _ = _gaussian(mean, covariance)
+    value_and_grad = jax.jit(jax.value_and_grad(log_density))
+    hessian = hessian_function(log_density, mean.size) if use_hessian else None
+    start = mean + np.sqrt(np.diag(covariance)) * 3.0
+    result = find_mode(value_and_grad, start, hessian=hessian)
+    if use_hessian:
+        assert result.success
+        # error measured in posterior sds: scale-free
+        np.testing.assert_allclose(
+            (result.position - mean) / np.sqrt(np.diag(covariance)), 0.0, atol=1e-4
+        )
+    else:
+        assert result.log_density >= float(log_density(jnp.asarray(start)))
+
+
+def test_dense_preconditioner_whitens_the_gaussian() -> None:
+    mean, covariance = _badly_scaled(1)
+    log_density, precision = _gaussian(mean, covariance)
+    hessian = negative_hessian(hessian_function(log_density, mean.size), mean)
+    np.testing.assert_allclose(hessian, precision, rtol=1e-6)
+    pre = from_curvature(mean, hessian)
+    assert pre.kind == "dense"
+    factor = np.asarray(pre.factor)
+    np.testing.assert_allclose(factor @ factor.T, covariance, rtol=1e-6, atol=0)
+    # z-space covariance is the identity: J^T H J = I with J = factor
+    np.testing.assert_allclose(factor.T @ precision @ factor, np.eye(mean.size), atol=1e-6)
+    z = np.random.default_rng(2).normal(size=(5, mean.size))
+    u = np.asarray(pre.to_unconstrained(jnp.asarray(z)))
+    np.testing.assert_allclose(np.asarray(pre.from_unconstrained(jnp.asarray(u))), z, atol=1e-6)
+
+
+def test_diag_preconditioner_uses_marginal_sds() -> None:
+    mean, covariance = _badly_scaled(2)
+    _, precision = _gaussian(mean, covariance)
+    pre = from_curvature(mean, precision, allow_dense=False)
+    assert pre.kind == "diag"
+    np.testing.assert_allclose(np.asarray(pre.factor), np.sqrt(np.diag(covariance)), rtol=1e-6)
+    z = np.random.default_rng(3).normal(size=(4, mean.size))
+    u = pre.to_unconstrained(jnp.asarray(z))
+    np.testing.assert_allclose(np.asarray(pre.from_unconstrained(u)), z, atol=1e-9)
+
+
+def test_indefinite_curvature_falls_back_to_capped_diagonal() -> None:
+    precision = np.diag([4.0, -1.0, 0.0])
+    pre = from_curvature(np.zeros(3), precision, max_scale=10.0)
+    assert pre.kind == "diag"
+    np.testing.assert_allclose(np.asarray(pre.factor), [0.5, 1.0, 10.0])
+
+
+def test_no_curvature_gives_identity() -> None:
+    pre = from_curvature(np.ones(3), None)
+    assert pre.kind == "identity"
+    np.testing.assert_allclose(np.asarray(pre.to_unconstrained(jnp.zeros(3))), np.ones(3))
+
+
+def test_mode_search_reports_failure_for_a_density_without_mode() -> None:
+    # log density increasing without bound along x (like a centered group sd -> 0)
+    def log_density(x: jax.Array) -> jax.Array:
+        return 2.0 * x[0] - 0.5 * x[1] ** 2
+
+    value_and_grad = jax.jit(jax.value_and_grad(log_density))
+    result = find_mode(value_and_grad, np.zeros(2), max_iterations=50)
+    assert not result.success
+
+
+def test_mode_search_with_non_finite_start() -> None:
+    def log_density(x: jax.Array) -> jax.Array:
+        return jnp.log(x[0])
+
+    result = find_mode(jax.value_and_grad(log_density), np.array([-1.0]))
+    assert not result.success
+    assert "not finite" in result.message
