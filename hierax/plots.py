@@ -7,6 +7,7 @@ function returns the matplotlib Figure and never calls ``show``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,7 +143,21 @@ def plot_pair(
         name: np.asarray(truth[name], dtype=float) for name in var_names if truth and name in truth
     }
     size = max(4.0, 2.2 * len(var_names))
-    axes = az.plot_pair(
+    with warnings.catch_warnings():
+        # true values are often known for only some variables: that is fine
+        warnings.filterwarnings("ignore", message="Argument reference_values does not include")
+        axes = _pair(fit, var_names, coords, reference, size)
+    return np.ravel(axes)[0].figure
+
+
+def _pair(
+    fit: Fit,
+    var_names: Sequence[str],
+    coords: Mapping[str, Any] | None,
+    reference: dict[str, np.ndarray],
+    size: float,
+) -> Any:
+    return az.plot_pair(
         fit.idata,
         var_names=list(var_names),
         coords=dict(coords) if coords else None,
@@ -154,8 +169,6 @@ def plot_pair(
         figsize=(size, size),
         textsize=9,
     )
-    fig = np.ravel(axes)[0].figure
-    return fig
 
 
 def plot_trace(fit: Fit, var_names: Sequence[str] | None = None) -> Figure:

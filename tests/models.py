@@ -39,7 +39,7 @@ def hierarchical_model(school, n_school, y):
     sigma = numpyro.sample("sigma", dist.HalfNormal(2.0))
     with numpyro.plate("school", n_school):
         z = numpyro.sample("z", dist.Normal(0.0, 1.0))
-    theta = numpyro.deterministic("theta", mu + tau * z)
+        theta = numpyro.deterministic("theta", mu + tau * z)
     with numpyro.plate("obs", school.shape[0]):
         numpyro.sample("y", dist.Normal(theta[school], sigma), obs=y)
 
@@ -82,9 +82,21 @@ def bimodal_model():
 # ------------------------------------------------------------------- support
 
 
-def uniform_upper_model(y):
-    """y ~ Uniform(0, upper): an ``upper`` below max(y) makes the data impossible."""
-    upper = numpyro.sample("upper", dist.LogNormal(0.0, 1.0))
+def beta_prior_model(y):
+    """p ~ Beta(2, 2) used as a location: p outside [0, 1] only breaks p's own prior."""
+    p = numpyro.sample("p", dist.Beta(2.0, 2.0))
+    with numpyro.plate("obs", y.shape[0]):
+        numpyro.sample("y", dist.Normal(p, 1.0), obs=y)
+
+
+
+def uniform_upper_model(y, prior_median):
+    """y ~ Uniform(0, upper): an ``upper`` below max(y) makes the data impossible.
+
+    The support of the likelihood depends on the latent ``upper``; its prior is
+    LogNormal(log(prior_median), 0.3).
+    """
+    upper = numpyro.sample("upper", dist.LogNormal(jnp.log(prior_median), 0.3))
     with numpyro.plate("obs", y.shape[0]):
         numpyro.sample("y", dist.Uniform(0.0, upper), obs=y)
 

@@ -145,6 +145,7 @@ def figures(result: Fit, out: Path) -> list[Path]:
             plot_forest(
                 result,
                 ["alpha_g", "beta_c"] + [v for v in HYPERPARAMETERS if v in result.posterior],
+                truth=true,
             ),
             out / "forest.png",
         )
