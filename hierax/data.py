@@ -43,7 +43,10 @@ def read_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     elif suffix in (".tsv", ".tab"):
         table = pd.read_csv(path, sep="\t")
     elif suffix == ".csv":
-        table = pd.read_csv(path)
+        try:
+            table = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"data file {str(path)!r} is empty.") from None
     else:
         raise DataError(
             f"cannot read {str(path)!r}: unknown file type {suffix!r}; use .csv, .tsv or .parquet."
@@ -97,6 +100,9 @@ def _as_checkable_array(value: Any) -> np.ndarray | None:
         return np.asarray(value)
     if type(value).__module__.startswith("jax"):
         return np.asarray(value)
+    if isinstance(value, list | tuple) and value:
+        array = np.asarray(value)
+        return array if array.dtype.kind in "biufcUSO" else None
     return None
 
 

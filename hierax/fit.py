@@ -251,7 +251,7 @@ def load(path: str | os.PathLike[str]) -> Fit:
         ) from error
     if "posterior" not in idata.groups():
         raise FileFormatError(f"{str(path)!r} holds no posterior group; it is not a saved fit.")
-    raw = idata["posterior"].attrs.get(_INFO_ATTR)
+    raw = idata["posterior"].attrs.pop(_INFO_ATTR, None)
     info = json.loads(raw) if isinstance(raw, str) else {}
     return Fit(idata, info=info)
 

@@ -9,7 +9,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 from numpyro import handlers
+from numpyro.distributions.transforms import biject_to
 
 from .errors import InitializationError, close_matches
 from .model_info import ModelInfo
@@ -49,7 +51,8 @@ def per_chain_inits(
         for name, value in values.items():
             if name not in latent:
                 kind = info.sites[name].kind if name in info.sites else None
-                why = f"it is a {kind} site" if kind else "the model has no such site"
+                article = "an" if kind == "observed" else "a"
+                why = f"it is {article} {kind} site" if kind else "the model has no such site"
                 raise InitializationError(
                     f"init names {name!r}, but {why}; initial values can be given for the latent "
                     f"sites {list(latent)}.{close_matches(name, latent)}"
@@ -77,20 +80,31 @@ def site_log_densities(
     """Log density of every sample site with the latent sites fixed at ``values``.
 
     Latent sites missing from ``values`` are drawn from their priors (fixed seed).
+    A latent value on the boundary of its support (where the unconstrained
+    transform is infinite, e.g. 0 for a Uniform(0, 1)) counts as ``-inf``.
+    NumPyro's argument validation is switched off while tracing, so that an
+    invalid value (a negative scale) shows up as a non-finite log density of the
+    sites that use it instead of an exception.
     """
     substituted = handlers.substitute(handlers.seed(model_fn, rng_seed=0), data=dict(values))
-    trace = handlers.trace(substituted).get_trace(**data)
-    densities: dict[str, float] = {}
-    for name, site in trace.items():
-        if site["type"] != "sample":
-            continue
-        value = site["value"]
-        support_ok = bool(np.all(np.asarray(site["fn"].support(value))))
-        if not support_ok:
-            densities[name] = -np.inf
-            continue
-        log_prob = jnp.sum(site["fn"].log_prob(value))
-        densities[name] = float(jax.device_get(log_prob))
+    with numpyro.validation_enabled(False):
+        trace = handlers.trace(substituted).get_trace(**data)
+        densities: dict[str, float] = {}
+        for name, site in trace.items():
+            if site["type"] != "sample":
+                continue
+            value = site["value"]
+            support = site["fn"].support
+            if not bool(np.all(np.asarray(support(value)))):
+                densities[name] = -np.inf
+                continue
+            if not site["is_observed"]:
+                unconstrained = biject_to(support).inv(value)
+                if not bool(np.all(np.isfinite(np.asarray(unconstrained)))):
+                    densities[name] = -np.inf
+                    continue
+            log_prob = jnp.sum(site["fn"].log_prob(value))
+            densities[name] = float(jax.device_get(log_prob))
     return densities
 
 
@@ -112,6 +126,7 @@ def check_finite_log_density(
     raise InitializationError(
         f"the log density at {where} is not finite; the site(s) at fault: {bad}.\n"
         f"Log density per site:\n{table}\n"
-        "Check that the initial values lie inside each site's support and that the observed "
-        "data are possible under them (e.g. a scale parameter must be positive)."
+        "Check that the initial values lie strictly inside each site's support (not on its "
+        "boundary) and that the observed data are possible under them (e.g. a scale parameter "
+        "must be positive)."
     )

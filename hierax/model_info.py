@@ -14,6 +14,7 @@ from typing import Any, Literal
 import jax
 import numpy as np
 from numpyro import handlers
+from numpyro.distributions import constraints
 
 from .errors import DataError, ModelError
 
@@ -46,6 +47,32 @@ class ModelInfo:
     def dims_of(self, kinds: Sequence[SiteKind]) -> dict[str, list[str]]:
         """``{site: dims}`` for the given kinds, in ArviZ's ``dims=`` format."""
         return {n: list(s.dims) for n, s in self.sites.items() if s.kind in kinds and s.dims}
+
+
+def base_distribution(fn: Any) -> Any:
+    """The distribution inside NumPyro's wrappers (expand, to_event, mask)."""
+    while hasattr(fn, "base_dist") and type(fn).__name__ in (
+        "ExpandedDistribution",
+        "Independent",
+        "MaskedDistribution",
+    ):
+        fn = fn.base_dist
+    return fn
+
+
+def has_static_support(fn: Any) -> bool:
+    """Whether the support is fixed by the family (Poisson, Beta...), not by parameters.
+
+    Supports that depend on parameters (Uniform(0, upper), TruncatedNormal,
+    Binomial) are not checked before sampling: the data may be possible for
+    other parameter values.
+    """
+    support = getattr(type(base_distribution(fn)), "support", None)
+    return (
+        support is not None
+        and not constraints.is_dependent(support)
+        and not isinstance(support, property)
+    )
 
 
 def trace_model(
@@ -127,7 +154,7 @@ def inspect_model(
             value = site["value"]
             shape = tuple(np.shape(value))
             event_ndim = len(getattr(site["fn"], "event_shape", ()))
-            distribution = type(site["fn"]).__name__
+            distribution = type(base_distribution(site["fn"])).__name__
         elif site["type"] == "deterministic":
             kind = "deterministic"
             shape = tuple(np.shape(site["value"]))
@@ -172,6 +199,8 @@ def check_observed_support(trace: Mapping[str, Any]) -> None:
                 f"observed site {name!r} has {bad.size} NaN/inf value(s) (first flat positions "
                 f"{bad[:5].tolist()}); remove those rows before fitting."
             )
+        if not has_static_support(site["fn"]):
+            continue
         support = site["fn"].support
         try:
             inside = np.asarray(jax.device_get(support(site["value"])))
@@ -183,6 +212,6 @@ def check_observed_support(trace: Mapping[str, Any]) -> None:
             examples = value.reshape(-1)[bad[:5]] if value.ndim else value.reshape(-1)[:1]
             raise DataError(
                 f"observed site {name!r} has {bad.size} value(s) outside the support of its "
-                f"{type(site['fn']).__name__} likelihood ({support}); first flat positions "
+                f"{type(base_distribution(site['fn'])).__name__} likelihood ({support}); first flat positions "
                 f"{bad[:5].tolist()}, values {examples.tolist()}."
             )

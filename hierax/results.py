@@ -177,4 +177,6 @@ def build_inference_data(
         dims={k: v for k, v in dims.items() if v},
         attrs=dict(attrs or {}),
     )
+    for group in idata.groups():
+        idata[group].attrs.update(dict(attrs or {}))
     return idata

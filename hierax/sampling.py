@@ -29,6 +29,7 @@ from .errors import InitializationError, SamplingError
 from .init import InitValues, check_finite_log_density, per_chain_inits
 from .model_info import ModelInfo, check_observed_support, inspect_model
 from .precondition import (
+    ModeResult,
     Preconditioner,
     find_mode,
     from_curvature,
@@ -99,7 +100,7 @@ def _initial_unconstrained(
             info = initialize_model(
                 keys[chain], model_fn, init_strategy=strategy, model_kwargs=dict(data)
             )
-        except RuntimeError as error:
+        except (RuntimeError, ValueError) as error:
             values = inits[chain] if inits is not None else {}
             check_finite_log_density(model_fn, data, values, where=f"chain {chain}'s start")
             raise InitializationError(
@@ -111,6 +112,20 @@ def _initial_unconstrained(
         starts.append(np.asarray(flat, dtype=np.float64))
     assert model_info is not None
     return model_info, np.stack(starts), unravel
+
+
+def _usable_mode(mode: ModeResult, precision: np.ndarray | None) -> bool:
+    """A converged search whose curvature is finite and positive definite.
+
+    A "mode" at the bottom of a funnel's spike (a centered group sd driven to
+    zero) has non-finite or numerically singular curvature and must not be used.
+    """
+    if not mode.success or precision is None:
+        return False
+    try:
+        return bool(np.all(np.isfinite(np.linalg.cholesky(precision))))
+    except np.linalg.LinAlgError:
+        return False
 
 
 def _precondition(
@@ -125,41 +140,49 @@ def _precondition(
         identity = from_curvature(np.zeros(dim), None)
         return identity, starts, {"kind": "identity", "mode_found": False}
 
-    distinct = [0] + [c for c in range(1, chains) if not np.allclose(starts[c], starts[0])]
+    # chains sharing a start share its mode search
+    distinct: list[int] = []
+    source_of: list[int] = []
+    for chain in range(chains):
+        match = next((c for c in distinct if np.allclose(starts[chain], starts[c])), None)
+        if match is None:
+            distinct.append(chain)
+            match = chain
+        source_of.append(match)
+
     hessian = hessian_function(target.log_density, dim)
     modes = {c: find_mode(target.value_and_grad, starts[c], hessian=hessian) for c in distinct}
-    successful = [c for c, m in modes.items() if m.success]
-    if successful:
-        best = max(successful, key=lambda c: modes[c].log_density)
-        center = modes[best].position
+    curvature = {c: negative_hessian(hessian, modes[c].position) for c in distinct}
+    usable = [c for c in distinct if _usable_mode(modes[c], curvature[c])]
+    if usable:
+        best = max(usable, key=lambda c: modes[c].log_density)
+        center, precision = modes[best].position, curvature[best]
     else:
-        best = 0
-        center = starts[0]
-    # Away from a mode the Hessian need not be positive definite: from_curvature
-    # then uses its (capped) diagonal only.
-    precision = negative_hessian(hessian, center)
+        # Away from a mode the Hessian need not be positive definite: from_curvature
+        # then uses its (capped) diagonal only.
+        best = distinct[0]
+        center = starts[best]
+        precision = negative_hessian(hessian, center)
     preconditioner = from_curvature(
-        center, precision, allow_dense=option in ("auto", "dense"), at_mode=bool(successful)
+        center, precision, allow_dense=option in ("auto", "dense"), at_mode=bool(usable)
     )
 
     # Each chain starts at its own mode (or start) plus a draw from the local
     # Gaussian approximation, so chains are dispersed on the posterior's own scale.
     jitter = np.asarray(jax.random.normal(key, (chains, dim)))
-    jitter_scale = 1.0 if successful else 0.1
+    jitter_scale = 1.0 if usable else 0.1
     z_starts = np.empty((chains, dim))
+    log_density = jax.jit(target.log_density)
     for chain in range(chains):
-        source = distinct[0]
-        for c in distinct:
-            if c <= chain:
-                source = c
-        base = modes[source].position if modes[source].success else starts[chain]
+        source = source_of[chain]
+        base = modes[source].position if source in usable else starts[chain]
         z_base = np.asarray(preconditioner.from_unconstrained(jnp.asarray(base)))
         candidate = z_base + jitter_scale * jitter[chain]
-        value = float(target.log_density(preconditioner.to_unconstrained(jnp.asarray(candidate))))
+        value = float(log_density(preconditioner.to_unconstrained(jnp.asarray(candidate))))
         z_starts[chain] = candidate if np.isfinite(value) else z_base
     details = {
         **preconditioner.describe(),
-        "mode_found": bool(successful),
+        "mode_found": bool(usable),
         "mode_log_density": float(modes[best].log_density),
         "mode_message": modes[best].message,
     }

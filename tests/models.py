@@ -69,6 +69,16 @@ def eight_schools_centered(y, sigma):
         numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
 
 
+def eight_schools_noncentered(y, sigma):
+    """The same model with theta = mu + tau * z: no funnel for NUTS."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+    with numpyro.plate("school", y.shape[0]):
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+        theta = numpyro.deterministic("theta", mu + tau * z)
+        numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+
 # ------------------------------------------------------------------- bimodal
 
 
@@ -87,7 +97,6 @@ def beta_prior_model(y):
     p = numpyro.sample("p", dist.Beta(2.0, 2.0))
     with numpyro.plate("obs", y.shape[0]):
         numpyro.sample("y", dist.Normal(p, 1.0), obs=y)
-
 
 
 def uniform_upper_model(y, prior_median):

@@ -13,7 +13,9 @@ from hierax.cli import main
 
 
 def test_demo_writes_summary_fit_and_plots(tmp_path: Path, capsys) -> None:
-    code = main(["demo", "calibration", "binaries", "--quick", "--seed", "2", "--out", str(tmp_path)])
+    code = main(
+        ["demo", "calibration", "binaries", "--quick", "--seed", "2", "--out", str(tmp_path)]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     for name, plots in [

@@ -123,7 +123,9 @@ def _agree(fit: hx.Fit, reference: dict[str, np.ndarray], names: list[str]) -> N
     ref_table.index = ours.index  # same order: same variables, same flattening
     combined_mcse = np.sqrt(ours["mcse_mean"] ** 2 + ref_table["mcse_mean"] ** 2)
     z = (ours["mean"] - ref_table["mean"]).abs() / combined_mcse
-    assert (z < 4).all(), pd.DataFrame({"hierax": ours["mean"], "numpyro": ref_table["mean"], "z": z})
+    assert (z < 4).all(), pd.DataFrame(
+        {"hierax": ours["mean"], "numpyro": ref_table["mean"], "z": z}
+    )
     ratio = ours["sd"] / ref_table["sd"]
     assert ((ratio > 0.9) & (ratio < 1.1)).all(), ratio
 
@@ -138,7 +140,11 @@ def test_calibration_matches_plain_numpyro() -> None:
     }
     samples, divergences = ref.run_numpyro(ref.calibration, data, seed=5)
     assert divergences == 0
-    _agree(example_fit("calibration"), samples, ["k", "S0", "intercept", "intercept_batch", "slope", "sigma"])
+    _agree(
+        example_fit("calibration"),
+        samples,
+        ["k", "S0", "intercept", "intercept_batch", "slope", "sigma"],
+    )
 
 
 @pytest.mark.slow
