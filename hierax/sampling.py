@@ -227,6 +227,11 @@ def run_nuts(
 
     key = jax.random.PRNGKey(seed)
     init_key, jitter_key, sample_key = jax.random.split(key, 3)
+    show_progress = default_progress() if progress is None else progress
+    if show_progress and precondition != "none":
+        print(
+            "hierax: finding the posterior mode and its curvature...", file=sys.stderr, flush=True
+        )
     started = time.perf_counter()
     numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, inits, chains, init_key)
     target = _Unconstrained(numpyro_info.potential_fn, unravel)
@@ -245,7 +250,6 @@ def run_nuts(
         max_tree_depth=max_tree_depth,
     )
     method = choose_chain_method(chains, chain_method)
-    show_progress = default_progress() if progress is None else progress
     mcmc = MCMC(
         kernel,
         num_warmup=warmup,
