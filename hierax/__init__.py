@@ -33,6 +33,7 @@ from .errors import (  # noqa: E402
     SamplingError,
 )
 from .fit import Fit, fit, load  # noqa: E402
+from .model import Model  # noqa: E402
 
 __all__ = [
     "ConvergenceWarning",
@@ -42,6 +43,7 @@ __all__ = [
     "Fit",
     "HieraxError",
     "InitializationError",
+    "Model",
     "ModelError",
     "SamplingError",
     "__version__",

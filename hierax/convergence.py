@@ -7,6 +7,7 @@ statistics come from ArviZ; this module only decides and explains.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -43,7 +44,10 @@ def _worst_by_variable(table: pd.Series, bad: pd.Series) -> list[str]:
 
 def convergence_table(idata: az.InferenceData) -> pd.DataFrame:
     """Per-entry R-hat, bulk and tail ESS of every posterior variable."""
-    return az.summary(idata, kind="diagnostics", round_to="none")
+    with warnings.catch_warnings():
+        # constant entries (a correlation matrix's unit diagonal) have no R-hat
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="arviz")
+        return az.summary(idata, kind="diagnostics", round_to="none")
 
 
 def check_convergence(idata: az.InferenceData, max_tree_depth: int | None = None) -> list[Finding]:

@@ -66,6 +66,7 @@ class Fit:
         self.model_fn = model_fn
         self.data = dict(data or {})
         self.model_info = model_info
+        self.source_model: Any = None
 
     # ------------------------------------------------------------------ reading
     @property
@@ -115,6 +116,20 @@ class Fit:
         """
         if isinstance(var_names, str):
             var_names = [var_names]
+        with warnings.catch_warnings():
+            # constant entries (a correlation matrix's unit diagonal) have no R-hat
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module="arviz")
+            return self._summary(var_names, hdi_prob, coords, filter_vars, kind, round_to)
+
+    def _summary(
+        self,
+        var_names: Sequence[str] | None,
+        hdi_prob: float,
+        coords: Mapping[str, Any] | None,
+        filter_vars: str | None,
+        kind: Literal["all", "stats", "diagnostics"],
+        round_to: int | str,
+    ) -> pd.DataFrame:
         return az.summary(
             self.idata,
             var_names=list(var_names) if var_names is not None else None,
@@ -171,13 +186,36 @@ class Fit:
             else None,
         )
         idata.extend(extra)
-        return Fit(
+        result = Fit(
             idata,
             findings=self.findings,
             info=self.info,
             model_fn=self.model_fn,
             data=self.data,
             model_info=self.model_info,
+        )
+        result.source_model = self.source_model
+        return result
+
+    def predict(
+        self,
+        new_data: Any = None,
+        *,
+        kind: Literal["mean", "response"] = "mean",
+        allow_new_levels: bool = False,
+        seed: int = 0,
+    ) -> Any:
+        """Posterior draws of the mean or of new responses for (new) rows (formula fits).
+
+        See :meth:`hierax.Model.predict`.
+        """
+        if self.source_model is None:
+            raise HieraxError(
+                "predict needs a fit made by hierax.Model(...).fit(); for a model function use "
+                "with_posterior_predictive()."
+            )
+        return self.source_model.predict(
+            self, new_data, kind=kind, allow_new_levels=allow_new_levels, seed=seed
         )
 
     # ----------------------------------------------------------------- saving

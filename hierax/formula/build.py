@@ -1,0 +1,151 @@
+"""A formula model's design, priors and family → a NumPyro model function.
+
+One small builder per part (fixed terms, each group term, the likelihood).
+Group effects are zero-mean offsets around the fixed effects (identifiable by
+construction), gathered by integer level index. Correlated terms use an LKJ
+prior on the Cholesky factor of the correlation matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+
+from ..families import Family, Link
+from ..priors import Prior
+from .design import Design, GroupBlock
+
+
+@dataclass(frozen=True)
+class GroupOptions:
+    """Per-term choices: centered or non-centered."""
+
+    centered: bool
+
+
+def _vector_prior(prior: Prior, size: int) -> dist.Distribution:
+    base = prior.build()
+    if base.batch_shape == ():
+        return base.expand([size]).to_event(1)
+    return base.to_event(1)
+
+
+def _group_effects(
+    group: GroupBlock, prior_sd: Prior, prior_cor: Prior, options: GroupOptions
+) -> Any:
+    """Sample one group term's sds, correlation and level effects (levels, k)."""
+    k = group.n_coef
+    n_levels = len(group.levels)
+    if k == 1:
+        sd = numpyro.sample(f"sd_{group.name}", prior_sd.build())
+        scale_tril = None
+    else:
+        sd = numpyro.sample(f"sd_{group.name}", _vector_prior(prior_sd, k))
+        if group.correlated:
+            cholesky = numpyro.sample(f"L_cor_{group.name}", prior_cor.build(dim=k))
+            numpyro.deterministic(f"cor_{group.name}", cholesky @ cholesky.T)
+            scale_tril = sd[:, None] * cholesky  # (k, k)
+        else:
+            scale_tril = None
+    with numpyro.plate(group.name, n_levels):
+        if options.centered:
+            if k == 1:
+                effects = numpyro.sample(f"r_{group.name}", dist.Normal(0.0, sd))[:, None]
+            elif scale_tril is not None:
+                effects = numpyro.sample(
+                    f"r_{group.name}", dist.MultivariateNormal(jnp.zeros(k), scale_tril=scale_tril)
+                )
+            else:
+                effects = numpyro.sample(f"r_{group.name}", dist.Normal(0.0, sd).to_event(1))
+        else:
+            if k == 1:
+                z = numpyro.sample(f"z_{group.name}", dist.Normal(0.0, 1.0))
+                effects = numpyro.deterministic(f"r_{group.name}", sd * z)[:, None]
+            else:
+                z = numpyro.sample(f"z_{group.name}", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
+                if scale_tril is not None:
+                    effects = numpyro.deterministic(
+                        f"r_{group.name}", z @ scale_tril.T
+                    )  # (levels, k)
+                else:
+                    effects = numpyro.deterministic(f"r_{group.name}", z * sd)
+    return effects, sd, scale_tril  # (levels, k)
+
+
+def auxiliary_parameters(design: Design, family: Family) -> list[str]:
+    """Family parameters that are estimated (a known se() replaces gaussian's sigma)."""
+    return [
+        name
+        for name in family.aux
+        if not (design.se is not None and family.name == "gaussian" and name == "sigma")
+    ]
+
+
+def build_model(
+    design: Design,
+    family: Family,
+    link: Link,
+    priors: Mapping[str, Prior],
+    group_options: Mapping[str, GroupOptions],
+) -> Callable[..., None]:
+    """The NumPyro model function of a formula model.
+
+    The returned function takes the arrays as keyword arguments (``X``,
+    ``index_<g>``, ``Z_<g>``, optional ``offset``, ``se``, ``trials``, and the
+    response under its column name), so that ``hierax.fit`` stores them as
+    constant data and prediction can pass new arrays.
+    """
+    response = design.parsed.response
+    fixed_terms = list(design.fixed_terms)
+    groups = list(design.groups)
+    aux_names = auxiliary_parameters(design, family)
+
+    def model(**data: Any) -> None:
+        X = data["X"]
+        predicting = bool(data.get("_predict", False))
+        pieces = []
+        if design.intercept:
+            pieces.append(numpyro.sample("Intercept", priors["Intercept"].build())[None])
+        for term in fixed_terms:
+            width = term.columns.stop - term.columns.start
+            name = f"b_{term.name}"
+            if width == 1:
+                pieces.append(numpyro.sample(name, priors[name].build())[None])
+            else:
+                pieces.append(numpyro.sample(name, _vector_prior(priors[name], width)))
+        eta = X @ jnp.concatenate(pieces) if pieces else jnp.zeros(X.shape[0])  # (n,)
+        if data.get("offset") is not None:
+            eta = eta + data["offset"]
+        for group in groups:
+            effects, sd, scale_tril = _group_effects(
+                group,
+                priors[f"sd_{group.name}"],
+                priors.get(f"cor_{group.name}", priors.get("cor", Prior("LKJ(2)", "LKJ", (2.0,)))),
+                group_options[group.name],
+            )
+            index = data[f"index_{group.name}"]
+            per_row = effects[jnp.maximum(index, 0)]  # (n, k)
+            if predicting:
+                # rows of levels not seen in fitting get draws from the population
+                k = group.n_coef
+                with numpyro.plate(f"rows_new_{group.name}", X.shape[0]):
+                    z_new = numpyro.sample(
+                        f"new_{group.name}", dist.Normal(0.0, 1.0).expand([k]).to_event(1)
+                    )
+                fresh = z_new @ scale_tril.T if scale_tril is not None else z_new * sd
+                per_row = jnp.where((index < 0)[:, None], fresh, per_row)
+            eta = eta + jnp.sum(data[f"Z_{group.name}"] * per_row, axis=-1)
+        aux = {name: numpyro.sample(name, priors[name].build()) for name in aux_names}
+        if predicting:
+            numpyro.deterministic("mu", link.inverse(eta))
+        likelihood = family.likelihood(eta, link, aux, se=data.get("se"), trials=data.get("trials"))
+        with numpyro.plate("obs", X.shape[0]):
+            numpyro.sample(response, likelihood, obs=data.get(response))
+
+    model.__name__ = f"formula_model[{design.parsed.text}]"
+    return model

@@ -1,0 +1,155 @@
+"""Priors as data: parsing prior strings safely and the documented defaults.
+
+A prior is given as a string such as ``"Normal(0, 5)"`` (usable from TOML) or
+as a NumPyro distribution. Strings are parsed with :mod:`ast` (never ``eval``):
+a distribution name from :data:`DISTRIBUTIONS` called with numeric arguments,
+which may be simple arithmetic (``1 / 2.5``) and keywords (``low=0``).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpyro
+import numpyro.distributions as dist
+
+from .errors import ModelError, close_matches
+
+__all__ = ["Prior", "DISTRIBUTIONS", "parse_prior"]
+
+#: Distributions a prior string may name.
+DISTRIBUTIONS: dict[str, Callable[..., dist.Distribution]] = {
+    "Normal": dist.Normal,
+    "StudentT": dist.StudentT,
+    "Cauchy": dist.Cauchy,
+    "Laplace": dist.Laplace,
+    "Logistic": dist.Logistic,
+    "HalfNormal": dist.HalfNormal,
+    "HalfCauchy": dist.HalfCauchy,
+    "Exponential": dist.Exponential,
+    "Gamma": dist.Gamma,
+    "InverseGamma": dist.InverseGamma,
+    "LogNormal": dist.LogNormal,
+    "Weibull": dist.Weibull,
+    "Beta": dist.Beta,
+    "Uniform": dist.Uniform,
+    "TruncatedNormal": dist.TruncatedNormal,
+    "LKJ": dist.LKJCholesky,  # on a correlation matrix: LKJ(eta), parameterised by its Cholesky factor
+}
+
+_OPERATORS: dict[type, Callable[..., float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
+_FUNCTIONS: dict[str, Callable[[float], float]] = {
+    "log": math.log,
+    "exp": math.exp,
+    "sqrt": math.sqrt,
+}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior: its display text and a factory for the NumPyro distribution.
+
+    ``factory(dim)`` returns the distribution; ``dim`` is only used by LKJ
+    (the size of the correlation matrix).
+    """
+
+    text: str
+    name: str
+    args: tuple[float, ...] = ()
+    kwargs: tuple[tuple[str, float], ...] = ()
+    distribution: dist.Distribution | None = None
+
+    def build(self, dim: int | None = None) -> dist.Distribution:
+        """The NumPyro distribution (argument checks on)."""
+        if self.distribution is not None:
+            return self.distribution
+        if self.name == "LKJ":
+            return dist.LKJCholesky(dim or 2, *self.args, **dict(self.kwargs))
+        with numpyro.validation_enabled(True):
+            return DISTRIBUTIONS[self.name](*self.args, **dict(self.kwargs))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _number(node: ast.AST, text: str, where: str) -> float:
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    ):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+        return _OPERATORS[type(node.op)](_number(node.operand, text, where))
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        return _OPERATORS[type(node.op)](
+            _number(node.left, text, where), _number(node.right, text, where)
+        )
+    if isinstance(node, ast.Name) and node.id in ("inf", "pi", "e"):
+        return {"inf": math.inf, "pi": math.pi, "e": math.e}[node.id]
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and len(node.args) == 1
+    ):
+        return _FUNCTIONS[node.func.id](_number(node.args[0], text, where))
+    raise ModelError(
+        f"prior {text!r} for {where}: arguments must be numbers (or arithmetic on numbers), "
+        f"found {ast.unparse(node)!r}."
+    )
+
+
+def parse_prior(value: str | dist.Distribution | Prior, where: str) -> Prior:
+    """Parse and validate a prior for parameter ``where``.
+
+    Raises
+    ------
+    ModelError
+        For an unknown distribution (with close matches), a malformed string or
+        invalid parameters (e.g. a negative scale); the message names ``where``.
+    """
+    if isinstance(value, Prior):
+        return value
+    if isinstance(value, dist.Distribution):
+        return Prior(text=repr(value), name=type(value).__name__, distribution=value)
+    if not isinstance(value, str):
+        raise ModelError(
+            f"prior for {where} must be a string like 'Normal(0, 5)' or a NumPyro "
+            f"distribution, got {type(value).__name__}."
+        )
+    text = value.strip()
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        raise ModelError(
+            f"prior {text!r} for {where} is not of the form 'Name(arg, ...)'."
+        ) from None
+    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name)):
+        raise ModelError(f"prior {text!r} for {where} is not of the form 'Name(arg, ...)'.")
+    name = tree.func.id
+    if name not in DISTRIBUTIONS:
+        raise ModelError(
+            f"unknown distribution {name!r} in the prior for {where}; choose from "
+            f"{sorted(DISTRIBUTIONS)}.{close_matches(name, DISTRIBUTIONS)}"
+        )
+    args = tuple(_number(arg, text, where) for arg in tree.args)
+    kwargs = tuple((kw.arg or "", _number(kw.value, text, where)) for kw in tree.keywords)
+    prior = Prior(text=text, name=name, args=args, kwargs=kwargs)
+    try:
+        prior.build(dim=2)
+    except (ValueError, TypeError) as error:
+        raise ModelError(f"invalid prior {text!r} for {where}: {error}") from None
+    return prior
