@@ -37,7 +37,7 @@ from .families import get_family
 from .fit import Fit
 from .fit import fit as _fit
 from .formula.build import GroupOptions, auxiliary_parameters, build_model
-from .formula.design import Design, build_design, new_data_design
+from .formula.design import Design, build_design, column_labels, new_data_design
 from .formula.terms import parse_formula
 from .priors import Prior, parse_prior
 
@@ -238,10 +238,7 @@ class Model:
     def _coords_and_dims(self) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
         design = self.design
         coords: dict[str, list[Any]] = {"obs": list(range(design.n))}
-        labels = list(getattr(design.fixed_matrix, "labels", []) or [])
-        if not labels:
-            labels = [f"x{i}" for i in range(design.X.shape[1])]
-        coords["X_column"] = labels
+        coords["X_column"] = column_labels(design.fixed_matrix)
         dims: dict[str, list[str]] = {"X": ["obs", "X_column"]}
         for term in design.fixed_terms:
             width = term.columns.stop - term.columns.start

@@ -55,7 +55,9 @@ def _group_effects(
     with numpyro.plate(group.name, n_levels):
         if options.centered:
             if k == 1:
-                effects = numpyro.sample(f"r_{group.name}", dist.Normal(0.0, sd))[:, None]
+                effects = jnp.asarray(numpyro.sample(f"r_{group.name}", dist.Normal(0.0, sd)))[
+                    :, None
+                ]
             elif scale_tril is not None:
                 effects = numpyro.sample(
                     f"r_{group.name}", dist.MultivariateNormal(jnp.zeros(k), scale_tril=scale_tril)
@@ -65,7 +67,7 @@ def _group_effects(
         else:
             if k == 1:
                 z = numpyro.sample(f"z_{group.name}", dist.Normal(0.0, 1.0))
-                effects = numpyro.deterministic(f"r_{group.name}", sd * z)[:, None]
+                effects = jnp.asarray(numpyro.deterministic(f"r_{group.name}", sd * z))[:, None]
             else:
                 z = numpyro.sample(f"z_{group.name}", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
                 if scale_tril is not None:
@@ -110,12 +112,14 @@ def build_model(
         predicting = bool(data.get("_predict", False))
         pieces = []
         if design.intercept:
-            pieces.append(numpyro.sample("Intercept", priors["Intercept"].build())[None])
+            pieces.append(
+                jnp.reshape(numpyro.sample("Intercept", priors["Intercept"].build()), (1,))
+            )
         for term in fixed_terms:
             width = term.columns.stop - term.columns.start
             name = f"b_{term.name}"
             if width == 1:
-                pieces.append(numpyro.sample(name, priors[name].build())[None])
+                pieces.append(jnp.reshape(numpyro.sample(name, priors[name].build()), (1,)))
             else:
                 pieces.append(numpyro.sample(name, _vector_prior(priors[name], width)))
         eta = X @ jnp.concatenate(pieces) if pieces else jnp.zeros(X.shape[0])  # (n,)

@@ -75,6 +75,14 @@ def _safe_name(text: str) -> str:
     return text.replace(":", "_").replace(" ", "")
 
 
+def column_labels(matrix: Any) -> list[str]:
+    """Labels of every column of a formulae design matrix, e.g. ['Intercept', 'x', 'c[b]']."""
+    labels: list[str] = []
+    for name, term in matrix.terms.items():
+        labels += list(getattr(term, "labels", None) or [name])
+    return labels
+
+
 def used_columns(parsed: ParsedFormula) -> list[str]:
     """Every table column the formula refers to, in a stable order."""
     columns: list[str] = [parsed.response]
@@ -163,15 +171,7 @@ def _group_block(table: pd.DataFrame, term: GroupTerm) -> GroupBlock:
     expr = term.expr.strip()
     matrix = fm.design_matrices(expr if expr not in ("", "1") else "1", table).common
     Z = np.asarray(matrix.design_matrix, dtype=float)
-    coef_names = (
-        tuple(matrix.labels)
-        if hasattr(matrix, "labels")
-        else tuple(
-            label
-            for term_obj in matrix.terms.values()
-            for label in getattr(term_obj, "labels", [str(term_obj)])
-        )
-    )
+    coef_names = tuple(column_labels(matrix))
     return GroupBlock(
         term=term,
         name=_safe_name(term.name),
@@ -246,7 +246,7 @@ def _check_collinear(X: np.ndarray, matrix: Any) -> None:
         return
     rank = np.linalg.matrix_rank(X)
     if rank < X.shape[1]:
-        labels = list(getattr(matrix, "labels", [])) or [str(i) for i in range(X.shape[1])]
+        labels = column_labels(matrix)
         # name the columns that are linear combinations of the ones before them
         culprits = []
         for j in range(1, X.shape[1]):

@@ -47,7 +47,9 @@ _ADDITION = re.compile(r"^(se|trials)\((\s*[A-Za-z_][A-Za-z0-9_.]*\s*)\)$")
 
 
 def _split_top_level(text: str, separator: str) -> list[str]:
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "(":
             depth += 1
