@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from .calibration.cli import add_calibration_commands
 from .errors import ConvergenceWarning, HieraxError
 
 
@@ -86,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit the seed workflows (calibration, crossed, regression, parallax, "
         "binaries) and write summary.csv, fit.nc and plots for each.",
     )
-    demo.add_argument("names", nargs="*", help="workflows to run (default: all five)")
+    demo.add_argument(
+        "names",
+        nargs="*",
+        help="workflows to run (default: all: the five seeds and two formula versions)",
+    )
     demo.add_argument("--out", default="hierax-demo", help="output folder (default ./hierax-demo)")
     demo.add_argument("--quick", action="store_true", help="fewer draws (500 warmup + 500)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -97,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress bars (default: on a terminal)",
     )
     demo.set_defaults(handler=_demo)
+    add_calibration_commands(commands)  # `hierax calibrate` and `hierax infer`
     return parser
 
 

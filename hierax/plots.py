@@ -221,6 +221,52 @@ def plot_band(
     return ax
 
 
+def band_by_group(
+    x: np.ndarray,
+    y: np.ndarray,
+    group: np.ndarray,
+    draws: np.ndarray,
+    *,
+    probability: float = 0.9,
+    ncols: int = 4,
+    title: str = "posterior predictive check per group",
+) -> Figure:
+    """Per-group panels: observed points and the central predictive interval of ``draws``.
+
+    ``draws`` has shape (sample, row), one predictive draw per row of the table.
+    """
+    plt = _pyplot()
+    levels = list(dict.fromkeys(np.sort(group)))
+    nrows = int(np.ceil(len(levels) / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), sharex=True, sharey=True, squeeze=False
+    )
+    tail = 100 * (1 - probability) / 2
+    for ax, level in zip(np.ravel(axes), levels, strict=False):
+        mask = group == level
+        order = np.argsort(x[mask])
+        lower, median, upper = np.percentile(
+            draws[:, mask][:, order], [tail, 50, 100 - tail], axis=0
+        )
+        ax.fill_between(
+            x[mask][order],
+            lower,
+            upper,
+            color="tab:red",
+            alpha=0.3,
+            label=f"{int(100 * probability)} % predictive interval",
+        )
+        ax.plot(x[mask][order], median, color="tab:red", label="median prediction")
+        ax.scatter(x[mask], y[mask], s=8, label="observed")
+        ax.set_title(f"group {level}", fontsize=9)
+    for ax in np.ravel(axes)[len(levels) :]:
+        ax.axis("off")
+    np.ravel(axes)[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write a figure as PNG and close it."""
     path = Path(path)

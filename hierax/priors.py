@@ -14,6 +14,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
@@ -84,6 +85,11 @@ class Prior:
         return self.text
 
 
+def _short(value: Any) -> str:
+    array = np.asarray(value)
+    return f"{array.item():.4g}" if array.size == 1 else f"array{array.shape}"
+
+
 def _number(node: ast.AST, text: str, where: str) -> float:
     if (
         isinstance(node, ast.Constant)
@@ -124,7 +130,16 @@ def parse_prior(value: str | dist.Distribution | Prior, where: str) -> Prior:
     if isinstance(value, Prior):
         return value
     if isinstance(value, dist.Distribution):
-        return Prior(text=repr(value), name=type(value).__name__, distribution=value)
+        arguments = ", ".join(
+            f"{key}={_short(getattr(value, key))}"
+            for key in getattr(value, "arg_constraints", {})
+            if hasattr(value, key)
+        )
+        return Prior(
+            text=f"{type(value).__name__}({arguments})",
+            name=type(value).__name__,
+            distribution=value,
+        )
     if not isinstance(value, str):
         raise ModelError(
             f"prior for {where} must be a string like 'Normal(0, 5)' or a NumPyro "

@@ -10,7 +10,15 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-NAMES = ("calibration", "crossed", "regression", "parallax", "binaries")
+NAMES = (
+    "calibration",
+    "crossed",
+    "regression",
+    "parallax",
+    "binaries",
+    "crossed_formula",
+    "regression_formula",
+)
 
 
 def get(name: str) -> ModuleType:

@@ -13,7 +13,7 @@ import pandas as pd
 from ..data import factorize
 from ..fit import Fit
 from ..fit import fit as hx_fit
-from ..plots import plot_forest, plot_pair, plot_trace, save_figure
+from ..plots import band_by_group, plot_forest, plot_pair, plot_trace, save_figure
 from ._data import load_csv, load_truth
 
 NAME = "regression"
@@ -90,26 +90,12 @@ def figures(result: Fit, out: Path) -> list[Path]:
     y_rep = np.asarray(result.idata["posterior_predictive"]["y"]).reshape(-1, result.data["y"].size)
     table = load_data()
     groups = sorted(table["group"].unique())
-    ncols = 4
-    nrows = int(np.ceil(len(groups) / ncols))
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows), sharex=True, sharey=True
+    fig = band_by_group(
+        table["predictor"].to_numpy(),
+        table["response"].to_numpy(),
+        table["group"].to_numpy(),
+        y_rep,
     )
-    for ax, group in zip(np.ravel(axes), groups, strict=False):
-        mask = table["group"].to_numpy() == group
-        x = table["predictor"].to_numpy()[mask]
-        order = np.argsort(x)
-        draws = y_rep[:, mask][:, order]
-        lower, median, upper = np.percentile(draws, [5, 50, 95], axis=0)
-        ax.fill_between(
-            x[order], lower, upper, color="tab:red", alpha=0.3, label="90 % predictive interval"
-        )
-        ax.plot(x[order], median, color="tab:red", label="median prediction")
-        ax.scatter(x, table["response"].to_numpy()[mask], s=8, label="observed")
-        ax.set_title(f"group {group}", fontsize=9)
-    np.ravel(axes)[0].legend(fontsize=7)
-    fig.suptitle("Posterior predictive check per group")
-    fig.tight_layout()
     paths.append(save_figure(fig, out / "predictive.png"))
 
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.6))
