@@ -44,3 +44,16 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> str:
     if not matches:
         return ""
     return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+class CalibrationWarning(UserWarning):
+    """A calibration fit or its data need attention: masked NaN/inf points, a
+    parameter that ended on a bound, or an optimiser that did not converge."""
+
+
+class IncompatibleModelError(FileFormatError):
+    """A saved model holds another model type than the one asked for."""
+
+
+class IncompatibleVersionError(FileFormatError):
+    """A saved file was written with an incompatible major version of its format."""
