@@ -93,6 +93,10 @@ class Model:
         (``n_per_level · tau² / sigma² > 1`` with moment estimates), and always
         non-centered for families other than gaussian, student_t and lognormal.
         A dict sets it per grouping factor, e.g. ``{"school": False}``.
+    zero_sum : bool or dict
+        Code varying intercepts so that they sum to zero over the levels
+        (NumPyro's ZeroSumNormal; each effect's marginal sd is then
+        ``sd_g * sqrt(1 - 1/levels)``), globally or per grouping factor.
     dropna : bool
         Drop rows with missing values in the formula's columns (with a warning)
         instead of raising.
@@ -107,6 +111,7 @@ class Model:
         link: str | None = None,
         priors: Mapping[str, PriorValue] | None = None,
         centered: Literal["auto"] | bool | Mapping[str, bool] = "auto",
+        zero_sum: bool | Mapping[str, bool] = False,
         dropna: bool = False,
     ) -> None:
         self.formula = formula
@@ -115,7 +120,7 @@ class Model:
         self.family, self.link = get_family(family, link)
         self.design = build_design(self.table, self.parsed, self.family, dropna=dropna)
         self._priors, self._prior_source = self._resolve_priors(dict(priors or {}))
-        self.group_options = self._resolve_centering(centered)
+        self.group_options = self._resolve_centering(centered, zero_sum)
         self.model_fn = build_model(
             self.design, self.family, self.link, self._priors, self.group_options
         )
@@ -199,13 +204,19 @@ class Model:
         return per_level * tau2 / max(sigma2, 1e-12)
 
     def _resolve_centering(
-        self, centered: Literal["auto"] | bool | Mapping[str, bool]
+        self,
+        centered: Literal["auto"] | bool | Mapping[str, bool],
+        zero_sum: bool | Mapping[str, bool],
     ) -> dict[str, GroupOptions]:
         names = [g.name for g in self.design.groups]
-        if isinstance(centered, Mapping):
-            unknown = [k for k in centered if k not in names]
-            if unknown:
-                raise ModelError(f"centered names {unknown}, which are not group terms {names}.")
+        for option, value in (("centered", centered), ("zero_sum", zero_sum)):
+            if isinstance(value, Mapping):
+                unknown = [k for k in value if k not in names]
+                if unknown:
+                    raise ModelError(
+                        f"{option} names {unknown}, which are not group terms {names}."
+                        f"{''.join(close_matches(k, names) for k in unknown)}"
+                    )
         options: dict[str, GroupOptions] = {}
         for group in self.design.groups:
             choice: Any = (
@@ -216,7 +227,15 @@ class Model:
                     choice = self._strength(group.index, len(group.levels)) > 1.0
                 else:
                     choice = False
-            options[group.name] = GroupOptions(centered=bool(choice))
+            summed = bool(
+                zero_sum.get(group.name, False) if isinstance(zero_sum, Mapping) else zero_sum
+            )
+            if summed and group.n_coef > 1:
+                raise ModelError(
+                    f"zero-sum coding is available for varying intercepts only; the term of "
+                    f"{group.name!r} has {group.n_coef} coefficients {list(group.coef_names)}."
+                )
+            options[group.name] = GroupOptions(centered=bool(choice), zero_sum=summed)
         return options
 
     # ------------------------------------------------------------------ data
@@ -263,6 +282,9 @@ class Model:
                     dims[f"L_cor_{group.name}"] = [coef, f"{coef}2"]
             else:
                 dims[f"Z_{group.name}"] = ["obs", f"{group.name}_Z"]
+                dims[f"r_{group.name}"] = [group.name]
+                if not self.group_options[group.name].centered:
+                    dims[f"z_{group.name}"] = [group.name]
         for extra in ("offset", "se", "trials"):
             dims[extra] = ["obs"]
         return coords, dims

@@ -269,3 +269,42 @@ def test_million_rows_and_100k_levels_build_and_evaluate() -> None:
     }
     density = jax.jit(lambda p: numpyro.infer.util.log_density(model.model_fn, (), data, p)[0])
     assert np.isfinite(float(density(params)))
+
+
+def test_zero_sum_coding_sums_to_zero_and_pins_the_intercept() -> None:
+    model = hx.Model("logfc ~ 1 + (1 | gene) + (1 | cell_line)", crossed.load_data(), zero_sum=True)
+    fit = model.fit(seed=2, draws=500, warmup=500, progress=False)
+    assert np.abs(fit.draws("r_gene").sum(axis=1)).max() < 1e-10
+    # the intercept is now the grand mean: identified by the data alone
+    assert fit.draws("Intercept").std() < 0.1 * crossed_fit().draws("Intercept").std()
+    with pytest.raises(hx.ModelError, match="zero-sum.*'group'"):
+        hx.Model(
+            "response ~ predictor + (predictor | group)", regression.load_data(), zero_sum=True
+        )
+
+
+def test_nested_uncorrelated_and_offset_terms_build_and_fit() -> None:
+    rng = np.random.default_rng(3)
+    a = np.repeat(np.arange(4), 30)
+    b = np.tile(np.repeat(np.arange(3), 10), 4)
+    x = rng.normal(size=a.size)
+    exposure = rng.uniform(1, 3, size=a.size)
+    eta = 0.5 + 0.3 * x + rng.normal(0, 0.3, 4)[a] + rng.normal(0, 0.3, 12)[a * 3 + b]
+    table = pd.DataFrame(
+        {
+            "y": rng.poisson(exposure * np.exp(eta)),
+            "x": x,
+            "a": a,
+            "b": b,
+            "log_exposure": np.log(exposure),
+        }
+    )
+    model = hx.Model(
+        "y ~ x + (1 | a/b) + (0 + x || a) + offset(log_exposure)", table, family="poisson"
+    )
+    names = [g.name for g in model.design.groups]
+    assert names == ["a", "a_b", "a_x"]
+    assert len(model.design.groups[1].levels) == 12
+    fit = model.fit(seed=3, draws=300, warmup=300, progress=False)
+    assert set(fit.posterior.data_vars) >= {"sd_a", "sd_a_b", "r_a_b", "b_x"}
+    assert abs(fit.draws("b_x").mean() - 0.3) < 3 * fit.draws("b_x").std()

@@ -23,9 +23,10 @@ from .design import Design, GroupBlock
 
 @dataclass(frozen=True)
 class GroupOptions:
-    """Per-term choices: centered or non-centered."""
+    """Per-term choices: centered or non-centered, and zero-sum coding."""
 
     centered: bool
+    zero_sum: bool = False
 
 
 def _vector_prior(prior: Prior, size: int) -> dist.Distribution:
@@ -52,6 +53,16 @@ def _group_effects(
             scale_tril = sd[:, None] * cholesky  # (k, k)
         else:
             scale_tril = None
+    if options.zero_sum:
+        # effects that sum to zero over the levels (k == 1; checked by the Model)
+        if options.centered:
+            effects = numpyro.sample(
+                f"r_{group.name}", dist.ZeroSumNormal(sd, event_shape=(n_levels,))
+            )
+        else:
+            z = numpyro.sample(f"z_{group.name}", dist.ZeroSumNormal(1.0, event_shape=(n_levels,)))
+            effects = numpyro.deterministic(f"r_{group.name}", sd * z)
+        return jnp.asarray(effects)[:, None], sd, None
     with numpyro.plate(group.name, n_levels):
         if options.centered:
             if k == 1:

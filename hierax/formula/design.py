@@ -225,7 +225,7 @@ def build_design(
         if names.count(name) > 1:
             for count, group in enumerate(g for g in groups if g.name == name):
                 if count:
-                    group.name = f"{name}_{_safe_name(group.term.expr) or count}"
+                    group.name = f"{name}_{_safe_name('_'.join(group.coef_names)) or count}"
     return Design(
         parsed=parsed,
         y=y,
