@@ -59,6 +59,11 @@ def _scale_and_location(design: Design, family_name: str, link_name: str) -> tup
     return 1.0, 0.0
 
 
+def _safe_label(label: str) -> str:
+    """A column label as used in prior keys: ``c[v]``, ``x_c[v]`` for ``x:c[v]``."""
+    return label.replace(":", "_").replace(" ", "")
+
+
 def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
@@ -138,8 +143,9 @@ class Model:
             scales = np.where(sds > 0, 2.5 * scale / np.where(sds > 0, sds, 1.0), 2.5 * scale)
             if scales.size == 1:
                 defaults[f"b_{term.name}"] = f"Normal(0, {_fmt(float(scales[0]))})"
-            else:
-                defaults[f"b_{term.name}"] = f"Normal(0, {_fmt(float(np.max(scales)))})"
+            else:  # one prior per coefficient, e.g. b_c[v]
+                for label, column_scale in zip(term.labels, scales, strict=True):
+                    defaults[f"b_{_safe_label(label)}"] = f"Normal(0, {_fmt(float(column_scale))})"
         for group in design.groups:
             defaults[f"sd_{group.name}"] = f"HalfNormal({_fmt(2.5 * scale)})"
             if group.correlated and group.n_coef > 1:
@@ -153,7 +159,13 @@ class Model:
     ) -> tuple[dict[str, Prior], dict[str, str]]:
         defaults = self._default_priors()
         classes = {"b": "b_", "sd": "sd_", "cor": "cor_"}
-        valid = set(defaults) | set(classes)
+        # a multi-column term's name sets all of its coefficients
+        term_keys = {
+            f"b_{term.name}": [f"b_{_safe_label(label)}" for label in term.labels]
+            for term in self.design.fixed_terms
+            if term.columns.stop - term.columns.start > 1
+        }
+        valid = set(defaults) | set(classes) | set(term_keys)
         unknown = [key for key in user if key not in valid]
         if unknown:
             hints = "".join(close_matches(key, valid) for key in unknown)
@@ -168,6 +180,9 @@ class Model:
             for cls, prefix in classes.items():
                 if name.startswith(prefix) and cls in user:
                     chosen, origin = user[cls], f"user ({cls})"
+            for term_key, members in term_keys.items():
+                if name in members and term_key in user:
+                    chosen, origin = user[term_key], f"user ({term_key})"
             if name in user:
                 chosen, origin = user[name], "user"
             priors[name] = parse_prior(chosen, where=name)

@@ -169,3 +169,30 @@ def parse_prior(value: str | dist.Distribution | Prior, where: str) -> Prior:
     except (ValueError, TypeError) as error:
         raise ModelError(f"invalid prior {text!r} for {where}: {error}") from None
     return prior
+
+
+def stack_priors(priors: list[Prior], where: str) -> dist.Distribution:
+    """One vector distribution from per-coefficient priors of the same family.
+
+    ``[Normal(0, 1), Normal(0, 5)]`` becomes ``Normal([0, 0], [1, 5]).to_event(1)``.
+    """
+    first = priors[0]
+    if all(p.text == first.text for p in priors):
+        base = first.build()
+        return base.expand([len(priors)]).to_event(1)
+    same_family = all(
+        p.distribution is None
+        and p.name == first.name
+        and len(p.args) == len(first.args)
+        and dict(p.kwargs).keys() == dict(first.kwargs).keys()
+        for p in priors
+    )
+    if not same_family or first.name == "LKJ":
+        raise ModelError(
+            f"the coefficients of {where} have priors of different families "
+            f"({sorted({p.text for p in priors})}); give them priors of one family (e.g. all "
+            "Normal) so they can be sampled as one vector."
+        )
+    args = [np.array([p.args[i] for p in priors]) for i in range(len(first.args))]
+    kwargs = {k: np.array([dict(p.kwargs)[k] for p in priors]) for k in dict(first.kwargs)}
+    return DISTRIBUTIONS[first.name](*args, **kwargs).to_event(1)

@@ -308,3 +308,25 @@ def test_nested_uncorrelated_and_offset_terms_build_and_fit() -> None:
     fit = model.fit(seed=3, draws=300, warmup=300, progress=False)
     assert set(fit.posterior.data_vars) >= {"sd_a", "sd_a_b", "r_a_b", "b_x"}
     assert abs(fit.draws("b_x").mean() - 0.3) < 3 * fit.draws("b_x").std()
+
+
+def test_per_coefficient_priors_for_a_categorical_term() -> None:
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {"y": rng.normal(size=30), "c": list("abc") * 10, "x": rng.normal(size=30)}
+    )
+    model = hx.Model("y ~ x + c", table, priors={"b_c[c]": "Normal(0, 9)"})
+    priors = model.priors
+    assert (
+        priors.loc["b_c[c]", "prior"] == "Normal(0, 9)" and priors.loc["b_c[c]", "source"] == "user"
+    )
+    assert priors.loc["b_c[b]", "source"] == "default"
+    from numpyro import handlers
+
+    trace = handlers.trace(handlers.seed(model.model_fn, 0)).get_trace(**model.arrays())
+    scales = np.asarray(trace["b_c"]["fn"].base_dist.scale)
+    assert scales[1] == 9.0 and scales[0] != 9.0
+    model = hx.Model("y ~ x + c", table, priors={"b_c": "Normal(0, 2)"})
+    assert set(model.priors.loc[["b_c[b]", "b_c[c]"], "prior"]) == {"Normal(0, 2)"}
+    with pytest.raises(hx.ModelError, match="b_c.*one family"):
+        hx.Model("y ~ x + c", table, priors={"b_c[c]": "StudentT(3, 0, 1)"})

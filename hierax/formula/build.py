@@ -17,7 +17,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from ..families import Family, Link
-from ..priors import Prior
+from ..priors import Prior, stack_priors
 from .design import Design, GroupBlock
 
 
@@ -117,6 +117,14 @@ def build_model(
     fixed_terms = list(design.fixed_terms)
     groups = list(design.groups)
     aux_names = auxiliary_parameters(design, family)
+    coefficient_priors = {
+        f"b_{term.name}": stack_priors(
+            [priors[f"b_{label.replace(':', '_').replace(' ', '')}"] for label in term.labels],
+            where=f"b_{term.name}",
+        )
+        for term in fixed_terms
+        if term.columns.stop - term.columns.start > 1
+    }
 
     def model(**data: Any) -> None:
         X = data["X"]
@@ -132,7 +140,7 @@ def build_model(
             if width == 1:
                 pieces.append(jnp.reshape(numpyro.sample(name, priors[name].build()), (1,)))
             else:
-                pieces.append(numpyro.sample(name, _vector_prior(priors[name], width)))
+                pieces.append(numpyro.sample(name, coefficient_priors[name]))
         eta = X @ jnp.concatenate(pieces) if pieces else jnp.zeros(X.shape[0])  # (n,)
         if data.get("offset") is not None:
             eta = eta + data["offset"]
