@@ -72,11 +72,14 @@ class Prior:
     args: tuple[float, ...] = ()
     kwargs: tuple[tuple[str, float], ...] = ()
     distribution: dist.Distribution | None = None
+    fixed: float | None = None  # a number instead of a distribution: the value is not estimated
 
     def build(self, dim: int | None = None) -> dist.Distribution:
         """The NumPyro distribution (argument checks on)."""
         if self.distribution is not None:
             return self.distribution
+        if self.fixed is not None:
+            raise ModelError("a fixed value has no distribution")
         if self.name == "LKJ":
             return dist.LKJCholesky(dim or 2, *self.args, **dict(self.kwargs))
         with numpyro.validation_enabled(True):
@@ -119,8 +122,10 @@ def _number(node: ast.AST, text: str, where: str) -> float:
     )
 
 
-def parse_prior(value: str | dist.Distribution | Prior, where: str) -> Prior:
+def parse_prior(value: str | float | dist.Distribution | Prior, where: str) -> Prior:
     """Parse and validate a prior for parameter ``where``.
+
+    A plain number fixes the parameter at that value (it is then not estimated).
 
     Raises
     ------
@@ -130,6 +135,8 @@ def parse_prior(value: str | dist.Distribution | Prior, where: str) -> Prior:
     """
     if isinstance(value, Prior):
         return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Prior(text=f"fixed at {value:g}", name="fixed", fixed=float(value))
     if isinstance(value, dist.Distribution):
         arguments = ", ".join(
             f"{key}={_short(getattr(value, key))}"

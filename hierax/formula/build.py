@@ -43,10 +43,13 @@ def _group_effects(
     k = group.n_coef
     n_levels = len(group.levels)
     if k == 1:
-        sd = numpyro.sample(f"sd_{group.name}", prior_sd.build())
+        sd = _sample(f"sd_{group.name}", prior_sd)
         scale_tril = None
     else:
-        sd = numpyro.sample(f"sd_{group.name}", _vector_prior(prior_sd, k))
+        if prior_sd.fixed is not None:
+            sd = numpyro.deterministic(f"sd_{group.name}", jnp.full(k, prior_sd.fixed))
+        else:
+            sd = numpyro.sample(f"sd_{group.name}", _vector_prior(prior_sd, k))
         if group.correlated:
             cholesky = numpyro.sample(f"L_cor_{group.name}", prior_cor.build(dim=k))
             numpyro.deterministic(f"cor_{group.name}", cholesky @ cholesky.T)
@@ -99,6 +102,86 @@ def auxiliary_parameters(design: Design, family: Family) -> list[str]:
     ]
 
 
+def _sample(name: str, prior: Prior, dim: int | None = None) -> Any:
+    """A sample site, or a deterministic one when the prior fixes the value."""
+    if prior.fixed is not None:
+        return numpyro.deterministic(name, jnp.asarray(prior.fixed))
+    return numpyro.sample(name, prior.build(dim))
+
+
+def _stacked_coefficient_priors(design: Design, priors: Mapping[str, Prior]) -> dict[str, Any]:
+    return {
+        f"b_{term.name}": stack_priors(
+            [priors[f"b_{label.replace(':', '_').replace(' ', '')}"] for label in term.labels],
+            where=f"b_{term.name}",
+        )
+        for term in design.fixed_terms
+        if term.columns.stop - term.columns.start > 1
+    }
+
+
+def linear_predictor(
+    design: Design,
+    priors: Mapping[str, Prior],
+    group_options: Mapping[str, GroupOptions],
+    data: Mapping[str, Any],
+    *,
+    x_key: str = "X",
+    intercept_name: str = "Intercept",
+    coefficient_priors: Mapping[str, Any] | None = None,
+    per_level_names: Mapping[str, str] | None = None,
+) -> Any:
+    """Sample the fixed and group terms of one design and return eta, shape (n,).
+
+    Used for the response of a formula model and for every parameter of a
+    nonlinear model (whose designs carry prefixed term and group names).
+    ``per_level_names`` maps a varying-intercept group to the name of a
+    deterministic site holding intercept + offset per level (e.g.
+    ``intercept_batch``).
+    """
+    X = data[x_key]
+    predicting = bool(data.get("_predict", False))
+    coefficient_priors = coefficient_priors or {}
+    pieces = []
+    intercept = None
+    if design.intercept:
+        intercept = _sample(intercept_name, priors[intercept_name])
+        pieces.append(jnp.reshape(intercept, (1,)))
+    for term in design.fixed_terms:
+        width = term.columns.stop - term.columns.start
+        name = f"b_{term.name}"
+        if width == 1:
+            pieces.append(jnp.reshape(_sample(name, priors[name]), (1,)))
+        else:
+            pieces.append(numpyro.sample(name, coefficient_priors[name]))
+    eta = X @ jnp.concatenate(pieces) if pieces else jnp.zeros(X.shape[0])  # (n,)
+    if data.get("offset") is not None and x_key == "X":
+        eta = eta + data["offset"]
+    for group in design.groups:
+        sd_prior = priors[f"sd_{group.name}"]
+        effects, sd, scale_tril = _group_effects(
+            group,
+            sd_prior,
+            priors.get(f"cor_{group.name}", priors.get("cor", Prior("LKJ(2)", "LKJ", (2.0,)))),
+            group_options[group.name],
+        )
+        if per_level_names and group.name in per_level_names and intercept is not None:
+            numpyro.deterministic(per_level_names[group.name], intercept + effects[:, 0])
+        index = data[f"index_{group.name}"]
+        per_row = effects[jnp.maximum(index, 0)]  # (n, k)
+        if predicting:
+            # rows of levels not seen in fitting get draws from the population
+            k = group.n_coef
+            with numpyro.plate(f"rows_new_{group.name}", X.shape[0]):
+                z_new = numpyro.sample(
+                    f"new_{group.name}", dist.Normal(0.0, 1.0).expand([k]).to_event(1)
+                )
+            fresh = z_new @ scale_tril.T if scale_tril is not None else z_new * sd
+            per_row = jnp.where((index < 0)[:, None], fresh, per_row)
+        eta = eta + jnp.sum(data[f"Z_{group.name}"] * per_row, axis=-1)
+    return eta
+
+
 def build_model(
     design: Design,
     family: Family,
@@ -114,60 +197,18 @@ def build_model(
     constant data and prediction can pass new arrays.
     """
     response = design.parsed.response
-    fixed_terms = list(design.fixed_terms)
-    groups = list(design.groups)
     aux_names = auxiliary_parameters(design, family)
-    coefficient_priors = {
-        f"b_{term.name}": stack_priors(
-            [priors[f"b_{label.replace(':', '_').replace(' ', '')}"] for label in term.labels],
-            where=f"b_{term.name}",
-        )
-        for term in fixed_terms
-        if term.columns.stop - term.columns.start > 1
-    }
+    coefficient_priors = _stacked_coefficient_priors(design, priors)
 
     def model(**data: Any) -> None:
-        X = data["X"]
-        predicting = bool(data.get("_predict", False))
-        pieces = []
-        if design.intercept:
-            pieces.append(
-                jnp.reshape(numpyro.sample("Intercept", priors["Intercept"].build()), (1,))
-            )
-        for term in fixed_terms:
-            width = term.columns.stop - term.columns.start
-            name = f"b_{term.name}"
-            if width == 1:
-                pieces.append(jnp.reshape(numpyro.sample(name, priors[name].build()), (1,)))
-            else:
-                pieces.append(numpyro.sample(name, coefficient_priors[name]))
-        eta = X @ jnp.concatenate(pieces) if pieces else jnp.zeros(X.shape[0])  # (n,)
-        if data.get("offset") is not None:
-            eta = eta + data["offset"]
-        for group in groups:
-            effects, sd, scale_tril = _group_effects(
-                group,
-                priors[f"sd_{group.name}"],
-                priors.get(f"cor_{group.name}", priors.get("cor", Prior("LKJ(2)", "LKJ", (2.0,)))),
-                group_options[group.name],
-            )
-            index = data[f"index_{group.name}"]
-            per_row = effects[jnp.maximum(index, 0)]  # (n, k)
-            if predicting:
-                # rows of levels not seen in fitting get draws from the population
-                k = group.n_coef
-                with numpyro.plate(f"rows_new_{group.name}", X.shape[0]):
-                    z_new = numpyro.sample(
-                        f"new_{group.name}", dist.Normal(0.0, 1.0).expand([k]).to_event(1)
-                    )
-                fresh = z_new @ scale_tril.T if scale_tril is not None else z_new * sd
-                per_row = jnp.where((index < 0)[:, None], fresh, per_row)
-            eta = eta + jnp.sum(data[f"Z_{group.name}"] * per_row, axis=-1)
-        aux = {name: numpyro.sample(name, priors[name].build()) for name in aux_names}
-        if predicting:
+        eta = linear_predictor(
+            design, priors, group_options, data, coefficient_priors=coefficient_priors
+        )
+        aux = {name: _sample(name, priors[name]) for name in aux_names}
+        if data.get("_predict", False):
             numpyro.deterministic("mu", link.inverse(eta))
         likelihood = family.likelihood(eta, link, aux, se=data.get("se"), trials=data.get("trials"))
-        with numpyro.plate("obs", X.shape[0]):
+        with numpyro.plate("obs", data["X"].shape[0]):
             numpyro.sample(response, likelihood, obs=data.get(response))
 
     model.__name__ = f"formula_model[{design.parsed.text}]"
