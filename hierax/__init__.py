@@ -34,6 +34,7 @@ from .errors import (  # noqa: E402
 )
 from .fit import Fit, fit, load  # noqa: E402
 from .model import Model  # noqa: E402
+from .nonlinear import NonlinearModel, latent, param  # noqa: E402
 
 __all__ = [
     "ConvergenceWarning",
@@ -45,12 +46,15 @@ __all__ = [
     "InitializationError",
     "Model",
     "ModelError",
+    "NonlinearModel",
     "SamplingError",
     "__version__",
     "check_convergence",
     "factorize",
     "fit",
+    "latent",
     "load",
+    "param",
     "read_table",
     "set_precision",
 ]

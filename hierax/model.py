@@ -107,6 +107,14 @@ class Model:
         instead of raising.
     """
 
+    def __new__(cls, formula: str, data: Any = None, **kwargs: Any) -> Any:
+        # hx.Model(..., params={...}) is a nonlinear model
+        if "params" in kwargs:
+            from .nonlinear import NonlinearModel
+
+            return NonlinearModel(formula, data, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         formula: str,
@@ -280,7 +288,7 @@ class Model:
                 coords[f"{term.name}_coef"] = list(term.labels)
                 dims[f"b_{term.name}"] = [f"{term.name}_coef"]
         for group in design.groups:
-            coords[group.name] = list(group.levels)
+            coords[group.dim] = list(group.levels)
             dims[f"index_{group.name}"] = ["obs"]
             if group.n_coef > 1:
                 coef = f"{group.name}_coef"
@@ -288,7 +296,7 @@ class Model:
                 coords[f"{coef}2"] = list(group.coef_names)
                 dims[f"Z_{group.name}"] = ["obs", coef]
                 dims[f"sd_{group.name}"] = [coef]
-                effect_dims = [group.name, coef]
+                effect_dims = [group.dim, coef]
                 dims[f"r_{group.name}"] = effect_dims
                 if not self.group_options[group.name].centered:
                     dims[f"z_{group.name}"] = effect_dims
@@ -297,9 +305,9 @@ class Model:
                     dims[f"L_cor_{group.name}"] = [coef, f"{coef}2"]
             else:
                 dims[f"Z_{group.name}"] = ["obs", f"{group.name}_Z"]
-                dims[f"r_{group.name}"] = [group.name]
+                dims[f"r_{group.name}"] = [group.dim]
                 if not self.group_options[group.name].centered:
-                    dims[f"z_{group.name}"] = [group.name]
+                    dims[f"z_{group.name}"] = [group.dim]
         for extra in ("offset", "se", "trials"):
             dims[extra] = ["obs"]
         return coords, dims

@@ -66,7 +66,7 @@ def _group_effects(
             z = numpyro.sample(f"z_{group.name}", dist.ZeroSumNormal(1.0, event_shape=(n_levels,)))
             effects = numpyro.deterministic(f"r_{group.name}", sd * z)
         return jnp.asarray(effects)[:, None], sd, None
-    with numpyro.plate(group.name, n_levels):
+    with numpyro.plate(f"levels_{group.name}", n_levels):
         if options.centered:
             if k == 1:
                 effects = jnp.asarray(numpyro.sample(f"r_{group.name}", dist.Normal(0.0, sd)))[

@@ -48,6 +48,11 @@ class GroupBlock:
     def n_coef(self) -> int:
         return self.Z.shape[1]
 
+    @property
+    def dim(self) -> str:
+        """The dimension of the level effects: the grouping factor's name (e.g. ``batch``)."""
+        return _safe_name(self.term.name)
+
 
 @dataclass
 class Design:

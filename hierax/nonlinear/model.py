@@ -1,0 +1,418 @@
+"""Nonlinear multilevel models: a process model whose parameters each get a sub-formula.
+
+>>> hx.NonlinearModel(  # doctest: +SKIP
+...     "readout ~ intercept + slope * S0 * (1 - exp(-k * time))",
+...     data=df,
+...     params={"intercept": "1 + (1 | batch)", "slope": "1", "S0": "1", "k": "1"},
+...     priors={"k": "HalfNormal(0.1)", "S0": "LogNormal(1.609, 0.05)", ...},
+... )
+
+Each parameter's sub-formula has the formula-model machinery (fixed effects,
+group terms, correlated terms). Naming: a parameter whose sub-formula is
+only an intercept (plus group terms) is the site of its name (``k``,
+``intercept``); with more fixed terms the intercept is ``<p>_Intercept`` and
+coefficients ``b_<p>_<term>``. Group terms are ``sd_<p>_<g>``, ``r_<p>_<g>``
+and, for a varying intercept, the per-level values ``<p>_<g>`` (e.g.
+``intercept_batch``). Priors are required for every parameter's
+population-level coefficients; group sds default to ``HalfNormal(2.5)``.
+A number as a prior fixes the value (``"sd_intercept_batch": 0.1``).
+Group effects of nonlinear parameters are non-centered unless
+``centered={...}`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpyro
+import pandas as pd
+
+from ..data import read_table
+from ..errors import ModelError, close_matches
+from ..families import FAMILIES, LINKS, get_family
+from ..fit import Fit
+from ..fit import fit as _fit
+from ..formula.build import (
+    GroupOptions,
+    _sample,
+    _stacked_coefficient_priors,
+    auxiliary_parameters,
+    linear_predictor,
+)
+from ..formula.design import Design, build_design, column_labels
+from ..formula.terms import parse_formula
+from ..priors import DISTRIBUTIONS, Prior, parse_prior
+from .expression import Expression, parse_expression, resolve_names
+
+__all__ = ["NonlinearModel", "Param", "param", "latent"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """How one nonlinear parameter is modelled.
+
+    Either a sub-formula (``"1 + (1 | batch)"``) with a link (``"log"`` keeps it
+    positive), or a per-observation latent with a population distribution whose
+    arguments are expressions of other parameters
+    (``latent="TruncatedNormal(mu_r, exp(ln_std_r), low=0)"``).
+    """
+
+    formula: str | None = "1"
+    link: str = "identity"
+    latent: str | None = None
+
+
+def param(formula: str = "1", link: str = "identity") -> Param:
+    """A parameter with a sub-formula and a link."""
+    return Param(formula=formula, link=link)
+
+
+def latent(distribution: str) -> Param:
+    """A per-observation latent parameter with the given population distribution."""
+    return Param(formula=None, latent=distribution)
+
+
+@dataclass(frozen=True)
+class _LatentDistribution:
+    name: str
+    args: tuple[Expression, ...]
+    kwargs: tuple[tuple[str, Expression], ...]
+
+    @property
+    def names(self) -> set[str]:
+        found: set[str] = set()
+        for expression in [*self.args, *(e for _, e in self.kwargs)]:
+            found |= set(expression.names)
+        return found
+
+    def build(self, env: Mapping[str, Any]) -> Any:
+        args = [e(env) for e in self.args]
+        kwargs = {k: e(env) for k, e in self.kwargs}
+        return DISTRIBUTIONS[self.name](*args, **kwargs)
+
+
+def _parse_latent(
+    text: str, where: str, functions: Mapping[str, Callable[..., Any]]
+) -> _LatentDistribution:
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        raise ModelError(f"cannot parse the latent distribution {text!r} of {where}.") from None
+    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name)):
+        raise ModelError(f"the latent distribution of {where} must look like 'Normal(mu, sd)'.")
+    if tree.func.id not in DISTRIBUTIONS:
+        raise ModelError(
+            f"unknown distribution {tree.func.id!r} for the latent {where}; choose from "
+            f"{sorted(DISTRIBUTIONS)}.{close_matches(tree.func.id, DISTRIBUTIONS)}"
+        )
+    args = tuple(
+        parse_expression(ast.unparse(a), functions=functions, where=f"latent {where}")
+        for a in tree.args
+    )
+    kwargs = tuple(
+        (
+            k.arg or "",
+            parse_expression(ast.unparse(k.value), functions=functions, where=f"latent {where}"),
+        )
+        for k in tree.keywords
+    )
+    return _LatentDistribution(tree.func.id, args, kwargs)
+
+
+class NonlinearModel:
+    """A nonlinear model with one sub-formula (or latent) per parameter.
+
+    Parameters
+    ----------
+    formula : str
+        ``"response ~ expression"``; the left side may use ``| se(col)`` or
+        ``| trials(col)`` as in formula models.
+    data : DataFrame or path
+    params : dict
+        Parameter name -> sub-formula string, :func:`param` or :func:`latent`.
+    priors : dict
+        Priors by site name; required for every parameter's population-level
+        coefficients. Numbers fix a value.
+    family : str
+        Response family; the expression is the mean on the response scale.
+    functions : dict, optional
+        Extra JAX-traceable functions the expression may call.
+    centered : dict, optional
+        Per group term (``"<p>_<g>"``) centered (True) or non-centered (False, default).
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame | str,
+        *,
+        params: Mapping[str, str | Param],
+        priors: Mapping[str, Any] | None = None,
+        family: str = "gaussian",
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+        centered: Mapping[str, bool] | None = None,
+        dropna: bool = False,
+    ) -> None:
+        if "~" not in formula:
+            raise ModelError(f"a nonlinear formula needs 'response ~ expression'; got {formula!r}.")
+        lhs, rhs = formula.split("~", 1)
+        self.formula = formula
+        self.table = read_table(data)
+        self.parsed = parse_formula(f"{lhs} ~ 1")
+        self.family, _ = get_family(family)
+        self.functions = dict(functions or {})
+        self.expression = parse_expression(rhs, functions=self.functions, where="nonlinear formula")
+        self.params = {
+            name: Param(formula=spec) if isinstance(spec, str) else spec
+            for name, spec in params.items()
+        }
+        for name, spec in self.params.items():
+            if spec.link not in LINKS:
+                raise ModelError(
+                    f"unknown link {spec.link!r} for parameter {name!r}; use {sorted(LINKS)}."
+                )
+        self.latents = {
+            name: _parse_latent(spec.latent, name, self.functions)
+            for name, spec in self.params.items()
+            if spec.latent is not None
+        }
+        self._check_names()
+        # the response's own checks (support, NaN, se/trials) through the formula machinery
+        self.response_design = build_design(self.table, self.parsed, self.family, dropna=dropna)
+        self.table = self.table.loc[self.response_design.rows]
+        self.designs = {
+            name: self._param_design(name, spec.formula)
+            for name, spec in self.params.items()
+            if spec.formula is not None
+        }
+        self._priors, self._prior_source = self._resolve_priors(dict(priors or {}))
+        self.group_options = self._resolve_centering(dict(centered or {}))
+        self.model_fn = self._build()
+
+    # ----------------------------------------------------------------- checks
+    def _check_names(self) -> None:
+        columns = [str(c) for c in self.table.columns]
+        parameters = list(self.params)
+        data_names, used = resolve_names(self.expression, columns, parameters)
+        for distribution in self.latents.values():
+            for expression in [*distribution.args, *(e for _, e in distribution.kwargs)]:
+                _, more = resolve_names(expression, columns, parameters)
+                used |= more
+        unused = sorted(set(parameters) - used)
+        if unused:
+            raise ModelError(
+                f"parameter(s) {unused} are declared in params but used neither in the formula "
+                f"{self.expression.text!r} nor in a latent distribution; remove them."
+            )
+        self.data_columns = sorted(
+            data_names
+            | {
+                n
+                for d in self.latents.values()
+                for n in d.names
+                if n in columns and n not in parameters
+            }
+        )
+
+    def _param_design(self, name: str, sub_formula: str) -> Design:
+        parsed = parse_formula(f"{self.parsed.response} ~ {sub_formula}")
+        if parsed.se or parsed.trials or parsed.offsets:
+            raise ModelError(f"the sub-formula of {name!r} may not use se(), trials() or offset().")
+        design = build_design(self.table, parsed, FAMILIES["gaussian"])
+        design.fixed_terms = [
+            dataclasses.replace(term, name=f"{name}_{term.name}") for term in design.fixed_terms
+        ]
+        for group in design.groups:
+            group.name = f"{name}_{group.name}"
+        return design
+
+    def _intercept_name(self, name: str) -> str:
+        return name if not self.designs[name].fixed_terms else f"{name}_Intercept"
+
+    # ----------------------------------------------------------------- priors
+    def _resolve_priors(self, user: dict[str, Any]) -> tuple[dict[str, Prior], dict[str, str]]:
+        required: list[str] = []
+        defaults: dict[str, Any] = {}
+        for name, design in self.designs.items():
+            if design.intercept:
+                required.append(self._intercept_name(name))
+            for term in design.fixed_terms:
+                if term.columns.stop - term.columns.start == 1:
+                    required.append(f"b_{term.name}")
+                else:
+                    required += [f"b_{name}_{label.replace(':', '_')}" for label in term.labels]
+            for group in design.groups:
+                defaults[f"sd_{group.name}"] = "HalfNormal(2.5)"
+                if group.correlated and group.n_coef > 1:
+                    defaults[f"cor_{group.name}"] = "LKJ(2)"
+        scale = float(np.std(self.response_design.y)) or 1.0
+        for aux in auxiliary_parameters(self.response_design, self.family):
+            defaults[aux] = self.family.aux[aux].replace("{s}", f"{scale:.4g}")
+        missing = [name for name in required if name not in user]
+        if missing:
+            raise ModelError(
+                f"priors are required for every nonlinear parameter's population-level "
+                f"coefficients; missing: {missing}. Add them to priors={{...}}, e.g. "
+                f"{{{missing[0]!r}: 'Normal(0, 1)'}}."
+            )
+        valid = set(required) | set(defaults)
+        unknown = [key for key in user if key not in valid]
+        if unknown:
+            hints = "".join(close_matches(key, valid) for key in unknown)
+            raise ModelError(
+                f"prior(s) given for {unknown}, which match no parameter of this model; its "
+                f"parameters are {sorted(valid)}.{hints}"
+            )
+        priors: dict[str, Prior] = {}
+        source: dict[str, str] = {}
+        for name in [*required, *defaults]:
+            value = user.get(name, defaults.get(name))
+            priors[name] = parse_prior(value, where=name)
+            source[name] = "user" if name in user else "default"
+        return priors, source
+
+    @property
+    def priors(self) -> pd.DataFrame:
+        """Every prior in effect, and whether it is the default or yours."""
+        return pd.DataFrame(
+            {
+                "prior": [str(p) for p in self._priors.values()],
+                "source": list(self._prior_source.values()),
+            },
+            index=pd.Index(list(self._priors), name="parameter"),
+        )
+
+    def _resolve_centering(self, centered: dict[str, bool]) -> dict[str, GroupOptions]:
+        names = [g.name for d in self.designs.values() for g in d.groups]
+        unknown = [k for k in centered if k not in names]
+        if unknown:
+            raise ModelError(f"centered names {unknown}, which are not group terms {names}.")
+        return {name: GroupOptions(centered=bool(centered.get(name, False))) for name in names}
+
+    # ------------------------------------------------------------------ build
+    def arrays(self) -> dict[str, Any]:
+        """Keyword data of the NumPyro model function."""
+        data: dict[str, Any] = {self.parsed.response: self.response_design.y}
+        for column in self.data_columns:
+            data[column] = self.table[column].to_numpy(dtype=float)
+        for name, design in self.designs.items():
+            data[f"X_{name}"] = design.X
+            for group in design.groups:
+                data[f"index_{group.name}"] = group.index
+                data[f"Z_{group.name}"] = group.Z
+        if self.response_design.se is not None:
+            data["se"] = self.response_design.se
+        if self.response_design.trials is not None:
+            data["trials"] = self.response_design.trials
+        return data
+
+    def _build(self) -> Callable[..., None]:
+        response = self.parsed.response
+        aux_names = auxiliary_parameters(self.response_design, self.family)
+        stacked = {
+            name: _stacked_coefficient_priors(d, self._priors) for name, d in self.designs.items()
+        }
+        per_level = {
+            name: {
+                g.name: g.name
+                for g in design.groups
+                if g.n_coef == 1 and g.coef_names == ("Intercept",)
+            }
+            for name, design in self.designs.items()
+        }
+        order = list(self.params)
+        identity = LINKS["identity"]
+
+        def model(**data: Any) -> None:
+            n = data[response].shape[0] if data.get(response) is not None else data["_n"]
+            env: dict[str, Any] = {c: data[c] for c in self.data_columns}
+            for name in order:
+                spec = self.params[name]
+                if spec.formula is None:
+                    continue
+                eta = linear_predictor(
+                    self.designs[name],
+                    self._priors,
+                    self.group_options,
+                    data,
+                    x_key=f"X_{name}",
+                    intercept_name=self._intercept_name(name),
+                    coefficient_priors=stacked[name],
+                    per_level_names=per_level[name],
+                )
+                env[name] = LINKS[spec.link].inverse(eta)
+            with numpyro.plate("obs", n):
+                for name, distribution in self.latents.items():
+                    env[name] = numpyro.sample(name, distribution.build(env))
+            mean = (
+                numpyro.deterministic("mu", self.expression(env))
+                if data.get("_predict")
+                else self.expression(env)
+            )
+            aux = {a: _sample(a, self._priors[a]) for a in aux_names}
+            likelihood = self.family.likelihood(
+                mean, identity, aux, se=data.get("se"), trials=data.get("trials")
+            )
+            with numpyro.plate("obs", n):
+                numpyro.sample(response, likelihood, obs=data.get(response))
+
+        model.__name__ = f"nonlinear_model[{self.formula}]"
+        return model
+
+    def _coords_and_dims(self) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+        coords: dict[str, list[Any]] = {"obs": list(range(len(self.table)))}
+        dims: dict[str, list[str]] = {c: ["obs"] for c in self.data_columns}
+        dims.update({"se": ["obs"], "trials": ["obs"]})
+        for name, design in self.designs.items():
+            coords[f"{name}_column"] = column_labels(design.fixed_matrix)
+            dims[f"X_{name}"] = ["obs", f"{name}_column"]
+            for group in design.groups:
+                coords[group.dim] = list(group.levels)
+                dims[f"index_{group.name}"] = ["obs"]
+                dims[f"Z_{group.name}"] = [
+                    "obs",
+                    f"{group.name}_Z" if group.n_coef == 1 else f"{group.name}_coef",
+                ]
+                if group.n_coef == 1:
+                    dims[f"r_{group.name}"] = [group.dim]
+                    dims[f"z_{group.name}"] = [group.dim]
+                    if group.coef_names == ("Intercept",):
+                        dims[group.name] = [group.dim]
+                else:
+                    coords[f"{group.name}_coef"] = list(group.coef_names)
+        return coords, dims
+
+    def fit(self, init: Mapping[str, Any] | None = None, **kwargs: Any) -> Fit:
+        """Sample with :func:`hierax.fit`; ``init`` values may be callables of the table."""
+        coords, dims = self._coords_and_dims()
+        data = self.arrays()
+        init_values = None
+        if init is not None:
+            init_values = {k: (v(self.table) if callable(v) else v) for k, v in init.items()}
+        result = _fit(
+            self.model_fn,
+            data,
+            coords=coords,
+            dims=_only_known(dims, self),
+            init=init_values,
+            **kwargs,
+        )
+        result.source_model = None
+        return result
+
+    def __repr__(self) -> str:
+        return f"<hierax.NonlinearModel {self.formula!r}; parameters {list(self.params)}>"
+
+
+def _only_known(dims: dict[str, list[str]], model: NonlinearModel) -> dict[str, list[str]]:
+    """Keep dims for sites and data the model actually has."""
+    from numpyro import handlers
+
+    trace = handlers.trace(handlers.seed(model.model_fn, 0)).get_trace(**model.arrays())
+    data = model.arrays()
+    return {k: v for k, v in dims.items() if k in trace or k in data}
