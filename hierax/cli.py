@@ -20,9 +20,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     use_headless_backend()
     warnings.filterwarnings("ignore", module="arviz.plots")
-    names = args.names or list(examples.NAMES)
+    names = args.names or list(examples.ALL_NAMES if args.all else examples.NAMES)
     for name in names:
-        if name not in examples.NAMES:
+        if name not in examples.ALL_NAMES:
             examples.get(name)  # raises with close matches
     out = Path(args.out)
     total_started = time.perf_counter()
@@ -90,10 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "names",
         nargs="*",
-        help="workflows to run (default: all: the five seeds and two formula versions)",
+        help="workflows to run (default: the five seeds calibration, crossed, regression, "
+        "parallax, binaries; also crossed_formula, regression_formula, calibration_nl, "
+        "parallax_nl, calibration_cal)",
     )
     demo.add_argument("--out", default="hierax-demo", help="output folder (default ./hierax-demo)")
     demo.add_argument("--quick", action="store_true", help="fewer draws (500 warmup + 500)")
+    demo.add_argument(
+        "--all",
+        action="store_true",
+        help="also run the formula, nonlinear and calibration versions",
+    )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument(
         "--progress",

