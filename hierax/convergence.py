@@ -47,7 +47,10 @@ def convergence_table(idata: az.InferenceData) -> pd.DataFrame:
     with warnings.catch_warnings():
         # constant entries (a correlation matrix's unit diagonal) have no R-hat
         warnings.filterwarnings("ignore", category=RuntimeWarning, module="arviz")
-        return az.summary(idata, kind="diagnostics", round_to="none")
+        table = az.summary(idata, kind="diagnostics", round_to="none")
+        # constant entries (fixed values, a correlation matrix's unit diagonal) need no checks
+        spread = az.summary(idata, kind="stats", round_to="none", stat_focus="mean")["sd"]
+    return table[spread.reindex(table.index).fillna(0.0) > 0]
 
 
 def check_convergence(idata: az.InferenceData, max_tree_depth: int | None = None) -> list[Finding]:

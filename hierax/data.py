@@ -155,7 +155,7 @@ def validate_model_data(model_fn: Callable[..., Any], data: Mapping[str, Any]) -
         if array is None:
             cleaned[key] = value
             continue
-        if array.size == 0:
+        if array.ndim > 0 and array.shape[0] == 0:
             raise DataError(f"data argument {key!r} is empty; the model needs at least one row.")
         if array.dtype == object or array.dtype.kind in "USO":
             raise DataError(

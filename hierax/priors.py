@@ -39,6 +39,7 @@ DISTRIBUTIONS: dict[str, Callable[..., dist.Distribution]] = {
     "Weibull": dist.Weibull,
     "Beta": dist.Beta,
     "Uniform": dist.Uniform,
+    "LogUniform": dist.LogUniform,
     "TruncatedNormal": dist.TruncatedNormal,
     "LKJ": dist.LKJCholesky,  # on a correlation matrix: LKJ(eta), parameterised by its Cholesky factor
 }

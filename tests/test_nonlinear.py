@@ -115,7 +115,7 @@ def test_registered_user_function() -> None:
     reference = calibration_model()
     params = {
         "intercept": 0.3,
-        "r_intercept_batch": np.array([0.1, -0.1, 0.0]),
+        "intercept_batch": np.array([0.4, 0.2, 0.3]),
         "slope": 0.4,
         "S0": 5.0,
         "k": 0.07,
@@ -141,7 +141,10 @@ def test_calibration_log_density_equals_hand_written() -> None:
         }
         offsets = rng.normal(0, 0.1, 3)
         ours, _ = log_density(
-            model.model_fn, (), model.arrays(), {**common, "r_intercept_batch": offsets}
+            model.model_fn,
+            (),
+            model.arrays(),
+            {**common, "intercept_batch": common["intercept"] + offsets},
         )
         theirs, _ = log_density(
             setup["model_fn"],

@@ -159,14 +159,28 @@ def linear_predictor(
         eta = eta + data["offset"]
     for group in design.groups:
         sd_prior = priors[f"sd_{group.name}"]
-        effects, sd, scale_tril = _group_effects(
-            group,
-            sd_prior,
-            priors.get(f"cor_{group.name}", priors.get("cor", Prior("LKJ(2)", "LKJ", (2.0,)))),
-            group_options[group.name],
-        )
-        if per_level_names and group.name in per_level_names and intercept is not None:
-            numpyro.deterministic(per_level_names[group.name], intercept + effects[:, 0])
+        per_level = (per_level_names or {}).get(group.name)
+        if per_level and intercept is not None and group_options[group.name].centered:
+            # Centered varying intercept: sample the per-level values themselves,
+            # value ~ Normal(intercept, sd), not offsets from the intercept. Same
+            # posterior, but no shear between the intercept and the offsets when
+            # the data pin each level down (a binary star's log period to 1e-6).
+            sd = _sample(f"sd_{group.name}", sd_prior)
+            with numpyro.plate(f"levels_{group.name}", len(group.levels)):
+                values = numpyro.sample(per_level, dist.Normal(intercept, sd))
+            effects = jnp.asarray(numpyro.deterministic(f"r_{group.name}", values - intercept))[
+                :, None
+            ]
+            scale_tril = None
+        else:
+            effects, sd, scale_tril = _group_effects(
+                group,
+                sd_prior,
+                priors.get(f"cor_{group.name}", priors.get("cor", Prior("LKJ(2)", "LKJ", (2.0,)))),
+                group_options[group.name],
+            )
+            if per_level and intercept is not None:
+                numpyro.deterministic(per_level, intercept + effects[:, 0])
         index = data[f"index_{group.name}"]
         per_row = effects[jnp.maximum(index, 0)]  # (n, k)
         if predicting:

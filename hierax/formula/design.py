@@ -83,6 +83,8 @@ def _safe_name(text: str) -> str:
 def column_labels(matrix: Any) -> list[str]:
     """Labels of every column of a formulae design matrix, e.g. ['Intercept', 'x', 'c[b]']."""
     labels: list[str] = []
+    if matrix is None:
+        return labels
     for name, term in matrix.terms.items():
         labels += list(getattr(term, "labels", None) or [name])
     return labels
@@ -212,10 +214,13 @@ def build_design(
         offset = values if offset is None else offset + values
 
     fixed_matrix = fm.design_matrices(parsed.fixed, table).common
-    X = np.asarray(fixed_matrix.design_matrix, dtype=float)
+    if fixed_matrix is None:  # "0 + (1 | g)": no fixed effects at all
+        X = np.zeros((len(table), 0))
+    else:
+        X = np.asarray(fixed_matrix.design_matrix, dtype=float)
     fixed_terms: list[FixedTerm] = []
     intercept = False
-    for name, columns in fixed_matrix.slices.items():
+    for name, columns in (fixed_matrix.slices if fixed_matrix is not None else {}).items():
         if name == "Intercept":
             intercept = True
             continue
@@ -273,7 +278,11 @@ def new_data_design(design: Design, table: pd.DataFrame, allow_new_levels: bool)
     needed = [c for c in used_columns(design.parsed) if c not in (design.parsed.response,)]
     table = _check_columns(table, needed, dropna=False)
     try:
-        X = np.asarray(design.fixed_matrix.evaluate_new_data(table).design_matrix, dtype=float)
+        X = (
+            np.zeros((len(table), 0))
+            if design.fixed_matrix is None
+            else np.asarray(design.fixed_matrix.evaluate_new_data(table).design_matrix, dtype=float)
+        )
     except ValueError as error:
         raise DataError(f"cannot code the new data like the training data: {error}") from None
     arrays: dict[str, Any] = {"X": X}
