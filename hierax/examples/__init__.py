@@ -19,6 +19,7 @@ EXTRA_NAMES = (
     "regression_formula",
     "calibration_nl",
     "parallax_nl",
+    "binaries_nl",
     "calibration_cal",
 )
 ALL_NAMES = NAMES + EXTRA_NAMES

@@ -387,7 +387,11 @@ class NonlinearModel:
                     coords[f"{group.name}_coef"] = list(group.coef_names)
         return coords, dims
 
-    def fit(self, init: Mapping[str, Any] | None = None, **kwargs: Any) -> Fit:
+    def fit(
+        self,
+        init: Mapping[str, Any] | Callable[[pd.DataFrame], Mapping[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> Fit:
         """Sample with :func:`hierax.fit`; ``init`` values may be callables of the table.
 
         ``target_accept`` defaults to 0.95, as for formula models.
@@ -396,6 +400,8 @@ class NonlinearModel:
         coords, dims = self._coords_and_dims()
         data = self.arrays()
         init_values = None
+        if callable(init):  # one function of the table giving every start value
+            init = init(self.table)
         if init is not None:
             init_values = {k: (v(self.table) if callable(v) else v) for k, v in init.items()}
         result = _fit(
