@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -66,6 +67,20 @@ def check_convergence(idata: az.InferenceData, max_tree_depth: int | None = None
         bad = rhat > RHAT_MAX
         if bad.any():
             labels = _worst_by_variable(rhat, bad)
+            groups, separating = chains_in_different_modes(idata, labels)
+            if len(groups) > 1:
+                described = " vs ".join(f"chains {g}" for g in groups)
+                findings.append(
+                    Finding(
+                        "modes",
+                        f"The chains settled in different modes ({described}) for "
+                        f"{_names(separating)}: the posterior is multimodal, and each chain saw "
+                        "only part of it. Start every chain from the data (e.g. a periodogram or "
+                        "least-squares fit), use multistart=... to find the best mode, or "
+                        "constrain the parameters so only one mode remains.",
+                        tuple(separating),
+                    )
+                )
             findings.append(
                 Finding(
                     "r_hat",
@@ -138,6 +153,53 @@ def check_convergence(idata: az.InferenceData, max_tree_depth: int | None = None
                 )
             )
     return findings
+
+
+def chains_in_different_modes(
+    idata: az.InferenceData, labels: Sequence[str], separation: float = 5.0
+) -> tuple[list[list[int]], list[str]]:
+    """Group chains whose means of ``labels`` differ by more than ``separation`` within-chain sds.
+
+    Returns the chain groups (one group when all chains agree) and the entries
+    that separate them, most separated first.
+    """
+    posterior = idata["posterior"]
+    separated: list[tuple[float, str, list[list[int]]]] = []
+    for label in labels:
+        name, _, rest = label.partition("[")
+        if name not in posterior:
+            continue
+        values = np.asarray(posterior[name])  # (chain, draw, ...)
+        values = values.reshape(values.shape[0], values.shape[1], -1)
+        flat_labels = _flat_labels(posterior[name], name)
+        if label not in flat_labels:
+            continue
+        column = values[:, :, flat_labels.index(label)]  # (chain, draw)
+        means = column.mean(axis=1)
+        spread = float(np.median(column.std(axis=1))) or 1e-300
+        order = np.argsort(means)
+        groups: list[list[int]] = [[int(order[0])]]
+        for previous, current in zip(order[:-1], order[1:], strict=True):
+            if (means[current] - means[previous]) / spread > separation:
+                groups.append([])
+            groups[-1].append(int(current))
+        if len(groups) > 1:
+            gap = float((means.max() - means.min()) / spread)
+            separated.append((gap, label, [sorted(g) for g in groups]))
+    if not separated:
+        return [list(range(posterior.sizes["chain"]))], []
+    separated.sort(key=lambda item: -item[0])
+    return separated[0][2], [label for _, label, _ in separated]
+
+
+def _flat_labels(variable: Any, name: str) -> list[str]:
+    dims = variable.dims[2:]
+    if not dims:
+        return [name]
+    import itertools
+
+    coords = [list(variable.coords[d].values) for d in dims]
+    return [f"{name}[{', '.join(str(c) for c in combo)}]" for combo in itertools.product(*coords)]
 
 
 def format_findings(findings: Sequence[Finding]) -> str:

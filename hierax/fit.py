@@ -314,6 +314,7 @@ def fit(
     log_likelihood: bool = False,
     posterior_predictive: bool = False,
     prior: bool = False,
+    multistart: int = 0,
     warn: bool = True,
 ) -> Fit:
     """Fit a NumPyro model function with NUTS.
@@ -356,6 +357,12 @@ def fit(
     log_likelihood, posterior_predictive, prior : bool
         Also store these InferenceData groups (``prior`` adds prior and
         prior_predictive).
+    multistart : int
+        Also search the posterior mode from this many dispersed starting points
+        (uniform on (-2, 2) in the unconstrained space), cluster the optima
+        (``fit.info["precondition"]["multistart"]``) and start every chain in the
+        best mode. For multimodal posteriors; chains that still end in different
+        modes are reported by the convergence check.
     warn : bool
         Emit a :class:`~hierax.errors.ConvergenceWarning` naming the variables
         at fault when the convergence check finds problems.
@@ -390,6 +397,7 @@ def fit(
         precondition=precondition,
         chain_method=chain_method,
         progress=progress,
+        multistart=multistart,
         model_info=info,
     )
     key = jax.random.PRNGKey(seed + 1)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import MCMC, NUTS
-from numpyro.infer.initialization import init_to_median, init_to_value
+from numpyro.infer.initialization import init_to_median, init_to_uniform, init_to_value
 from numpyro.infer.util import initialize_model
 
 from .data import validate_model_data
@@ -86,6 +86,7 @@ def _initial_unconstrained(
     inits: list[dict[str, np.ndarray]] | None,
     chains: int,
     key: jax.Array,
+    dispersed: bool = False,
 ) -> tuple[Any, np.ndarray, Callable[..., Any]]:
     """Per-chain unconstrained starting points, plus NumPyro's model helpers."""
     keys = jax.random.split(key, chains)
@@ -94,6 +95,8 @@ def _initial_unconstrained(
     for chain in range(chains):
         if inits is not None:
             strategy = init_to_value(values=inits[chain])
+        elif dispersed:
+            strategy = init_to_uniform(radius=2.0)
         else:
             strategy = init_to_median(num_samples=15)
         try:
@@ -128,13 +131,40 @@ def _usable_mode(mode: ModeResult, precision: np.ndarray | None) -> bool:
         return False
 
 
+def _cluster_modes(
+    modes: dict[int, ModeResult], usable: list[int], preconditioner: Preconditioner
+) -> dict[str, Any]:
+    """Group the optima that lie within 3 posterior sds of each other (in whitened units)."""
+    clusters: list[dict[str, Any]] = []
+    for c in sorted(usable, key=lambda c: -modes[c].log_density):
+        z = np.asarray(preconditioner.from_unconstrained(jnp.asarray(modes[c].position)))
+        for cluster in clusters:
+            if np.max(np.abs(z - cluster["z"])) < 3.0:
+                cluster["count"] += 1
+                break
+        else:
+            clusters.append({"z": z, "count": 1, "log_density": modes[c].log_density})
+    return {
+        "searches": len(modes),
+        "converged": len(usable),
+        "modes": [
+            {"log_density": round(c["log_density"], 3), "searches": c["count"]} for c in clusters
+        ],
+    }
+
+
 def _precondition(
     target: _Unconstrained,
     starts: np.ndarray,
     option: PreconditionOption,
     key: jax.Array,
+    extra_starts: np.ndarray | None = None,
 ) -> tuple[Preconditioner, np.ndarray, dict[str, Any]]:
-    """Mode search from each distinct start, curvature at the best mode, chain starts in z."""
+    """Mode search from each distinct start, curvature at the best mode, chain starts in z.
+
+    With ``extra_starts`` (multi-start), every start is optimised, the optima
+    are clustered, and all chains start in the best mode.
+    """
     chains, dim = starts.shape
     if option == "none":
         identity = from_curvature(np.zeros(dim), None)
@@ -152,6 +182,12 @@ def _precondition(
 
     hessian = hessian_function(target.log_density, dim)
     modes = {c: find_mode(target.value_and_grad, starts[c], hessian=hessian) for c in distinct}
+    multistart = extra_starts is not None and len(extra_starts) > 0
+    if multistart:
+        assert extra_starts is not None
+        for offset, start in enumerate(extra_starts):
+            modes[chains + offset] = find_mode(target.value_and_grad, start, hessian=hessian)
+        distinct = distinct + [chains + i for i in range(len(extra_starts))]
     curvature = {c: negative_hessian(hessian, modes[c].position) for c in distinct}
     usable = [c for c in distinct if _usable_mode(modes[c], curvature[c])]
     if usable:
@@ -174,7 +210,7 @@ def _precondition(
     z_starts = np.empty((chains, dim))
     log_density = jax.jit(target.log_density)
     for chain in range(chains):
-        source = source_of[chain]
+        source = best if multistart and usable else source_of[chain]
         base = modes[source].position if source in usable else starts[chain]
         z_base = np.asarray(preconditioner.from_unconstrained(jnp.asarray(base)))
         candidate = z_base + jitter_scale * jitter[chain]
@@ -186,6 +222,8 @@ def _precondition(
         "mode_log_density": float(modes[best].log_density),
         "mode_message": modes[best].message,
     }
+    if multistart:
+        details["multistart"] = _cluster_modes(modes, usable, preconditioner)
     return preconditioner, z_starts, details
 
 
@@ -204,6 +242,7 @@ def run_nuts(
     precondition: PreconditionOption = "auto",
     chain_method: ChainMethod = "auto",
     progress: bool | None = None,
+    multistart: int = 0,
     model_info: ModelInfo,
 ) -> SamplerOutput:
     """Run NUTS on a validated model; see :func:`hierax.fit` for the arguments."""
@@ -235,8 +274,14 @@ def run_nuts(
     started = time.perf_counter()
     numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, inits, chains, init_key)
     target = _Unconstrained(numpyro_info.potential_fn, unravel)
+    extra_starts = None
+    if multistart > 0:
+        # dispersed starts: uniform on (-2, 2) in the unconstrained space, as Stan does
+        _, extra_starts, _ = _initial_unconstrained(
+            model_fn, data, None, multistart, jax.random.fold_in(init_key, 1), dispersed=True
+        )
     preconditioner, z_starts, precondition_info = _precondition(
-        target, starts, precondition, jitter_key
+        target, starts, precondition, jitter_key, extra_starts
     )
     preparation_seconds = time.perf_counter() - started
 
