@@ -254,3 +254,23 @@ def test_binaries_posterior_equals_hand_written() -> None:
     np.testing.assert_allclose(
         ours.draws("lnP_star").mean(0), theirs.draws("lnP").mean(0), rtol=0, atol=3e-4
     )
+
+
+def test_distributional_sigma_varies_by_batch() -> None:
+    rng = np.random.default_rng(0)
+    batch = np.repeat(["a", "b"], 100)
+    y = 1.0 + rng.normal(0, np.where(batch == "a", 0.1, 1.0))
+    model = hx.Model(
+        "y ~ mu",
+        pd.DataFrame({"y": y, "batch": batch}),
+        params={"mu": "1", "sigma": "0 + batch"},  # log link by default for sigma
+        priors={"mu": "Normal(0, 5)", "b_sigma_batch": "Normal(0, 2)"},
+    )
+    assert "sigma" not in model.priors.index  # modelled, not given a prior
+    fit = model.fit(seed=1, progress=False, draws=500, warmup=500)
+    sigma = np.exp(fit.draws("b_sigma_batch"))
+    for column, true in enumerate([0.1, 1.0]):
+        assert (
+            abs(np.log(sigma[:, column]).mean() - np.log(true)) < 3 * np.log(sigma[:, column]).std()
+        )
+    assert fit.divergences == 0

@@ -109,10 +109,17 @@ def _sample(name: str, prior: Prior, dim: int | None = None) -> Any:
     return numpyro.sample(name, prior.build(dim))
 
 
-def _stacked_coefficient_priors(design: Design, priors: Mapping[str, Prior]) -> dict[str, Any]:
+def _stacked_coefficient_priors(
+    design: Design, priors: Mapping[str, Prior], prefix: str = ""
+) -> dict[str, Any]:
+    """One vector prior per multi-column fixed term, from its per-column priors
+    (keys ``b_<prefix><label>``, e.g. ``b_c[v]`` or ``b_sigma_batch[a]``)."""
     return {
         f"b_{term.name}": stack_priors(
-            [priors[f"b_{label.replace(':', '_').replace(' ', '')}"] for label in term.labels],
+            [
+                priors[f"b_{prefix}{label.replace(':', '_').replace(' ', '')}"]
+                for label in term.labels
+            ],
             where=f"b_{term.name}",
         )
         for term in design.fixed_terms

@@ -167,10 +167,17 @@ class NonlinearModel:
         self.family, _ = get_family(family)
         self.functions = dict(functions or {})
         self.expression = parse_expression(rhs, functions=self.functions, where="nonlinear formula")
+        # a family parameter (sigma, nu, phi, shape) with a sub-formula is distributional:
+        # it varies by row through its own formula, with a log link by default
         self.params = {
-            name: Param(formula=spec) if isinstance(spec, str) else spec
+            name: (
+                Param(formula=spec, link="log" if name in self.family.aux else "identity")
+                if isinstance(spec, str)
+                else spec
+            )
             for name, spec in params.items()
         }
+        self.distributional = [name for name in self.params if name in self.family.aux]
         for name, spec in self.params.items():
             if spec.link not in LINKS:
                 raise ModelError(
@@ -203,7 +210,7 @@ class NonlinearModel:
             for expression in [*distribution.args, *(e for _, e in distribution.kwargs)]:
                 _, more = resolve_names(expression, columns, parameters)
                 used |= more
-        unused = sorted(set(parameters) - used)
+        unused = sorted(set(parameters) - used - set(self.distributional))
         if unused:
             raise ModelError(
                 f"parameter(s) {unused} are declared in params but used neither in the formula "
@@ -232,12 +239,15 @@ class NonlinearModel:
         return design
 
     def _intercept_name(self, name: str) -> str:
-        return name if not self.designs[name].fixed_terms else f"{name}_Intercept"
+        if name in self.distributional or self.designs[name].fixed_terms:
+            return f"{name}_Intercept"
+        return name
 
     # ----------------------------------------------------------------- priors
     def _resolve_priors(self, user: dict[str, Any]) -> tuple[dict[str, Prior], dict[str, str]]:
         required: list[str] = []
         defaults: dict[str, Any] = {}
+        term_keys: dict[str, list[str]] = {}
         for name, design in self.designs.items():
             if design.intercept:
                 required.append(self._intercept_name(name))
@@ -245,14 +255,21 @@ class NonlinearModel:
                 if term.columns.stop - term.columns.start == 1:
                     required.append(f"b_{term.name}")
                 else:
-                    required += [f"b_{name}_{label.replace(':', '_')}" for label in term.labels]
+                    columns = [f"b_{name}_{label.replace(':', '_')}" for label in term.labels]
+                    required += columns
+                    term_keys[f"b_{term.name}"] = columns
             for group in design.groups:
                 defaults[f"sd_{group.name}"] = "HalfNormal(2.5)"
                 if group.correlated and group.n_coef > 1:
                     defaults[f"cor_{group.name}"] = "LKJ(2)"
         scale = float(np.std(self.response_design.y)) or 1.0
         for aux in auxiliary_parameters(self.response_design, self.family):
-            defaults[aux] = self.family.aux[aux].replace("{s}", f"{scale:.4g}")
+            if aux not in self.params:
+                defaults[aux] = self.family.aux[aux].replace("{s}", f"{scale:.4g}")
+        for key, columns in term_keys.items():  # a term's name sets all of its columns
+            if key in user:
+                for column in columns:
+                    user.setdefault(column, user[key])
         missing = [name for name in required if name not in user]
         if missing:
             raise ModelError(
@@ -260,7 +277,7 @@ class NonlinearModel:
                 f"coefficients; missing: {missing}. Add them to priors={{...}}, e.g. "
                 f"{{{missing[0]!r}: 'Normal(0, 1)'}}."
             )
-        valid = set(required) | set(defaults)
+        valid = set(required) | set(defaults) | set(term_keys)
         unknown = [key for key in user if key not in valid]
         if unknown:
             hints = "".join(close_matches(key, valid) for key in unknown)
@@ -271,6 +288,8 @@ class NonlinearModel:
         priors: dict[str, Prior] = {}
         source: dict[str, str] = {}
         for name in [*required, *defaults]:
+            if name in term_keys:
+                continue
             value = user.get(name, defaults.get(name))
             priors[name] = parse_prior(value, where=name)
             source[name] = "user" if name in user else "default"
@@ -315,7 +334,8 @@ class NonlinearModel:
         response = self.parsed.response
         aux_names = auxiliary_parameters(self.response_design, self.family)
         stacked = {
-            name: _stacked_coefficient_priors(d, self._priors) for name, d in self.designs.items()
+            name: _stacked_coefficient_priors(d, self._priors, prefix=f"{name}_")
+            for name, d in self.designs.items()
         }
         per_level = {
             name: {
@@ -331,6 +351,8 @@ class NonlinearModel:
         def model(**data: Any) -> None:
             n = data[response].shape[0] if data.get(response) is not None else data["_n"]
             env: dict[str, Any] = {c: data[c] for c in self.data_columns}
+            if self.distributional and self.response_design.se is not None:
+                raise ModelError("a distributional sigma cannot be combined with se().")
             for name in order:
                 spec = self.params[name]
                 if spec.formula is None:
@@ -354,7 +376,9 @@ class NonlinearModel:
                 if data.get("_predict")
                 else self.expression(env)
             )
-            aux = {a: _sample(a, self._priors[a]) for a in aux_names}
+            aux = {
+                a: env[a] if a in self.designs else _sample(a, self._priors[a]) for a in aux_names
+            }
             likelihood = self.family.likelihood(
                 mean, identity, aux, se=data.get("se"), trials=data.get("trials")
             )
