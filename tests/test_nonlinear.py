@@ -274,3 +274,30 @@ def test_distributional_sigma_varies_by_batch() -> None:
             abs(np.log(sigma[:, column]).mean() - np.log(true)) < 3 * np.log(sigma[:, column]).std()
         )
     assert fit.divergences == 0
+
+
+def test_bounded_parameter_through_its_transform() -> None:
+    bounded = hx.param("1", lower=0.0, upper=2.0)
+    np.testing.assert_allclose(
+        bounded.transform(jnp.array([-50.0, 0.0, 50.0])), [0.0, 1.0, 2.0], atol=1e-12
+    )
+    np.testing.assert_allclose(hx.param(lower=1.0).transform(jnp.array([0.0])), [2.0])
+    np.testing.assert_allclose(hx.param(upper=1.0).transform(jnp.array([0.0])), [0.0])
+    with pytest.raises(hx.ModelError, match="lower < upper"):
+        hx.param(lower=2.0, upper=1.0)
+    table = calibration.load_data()
+    model = hx.Model(
+        CALIBRATION_FORMULA,
+        table,
+        params={**CALIBRATION_PARAMS, "k": hx.param("1", lower=0.0, upper=1.0)},
+        priors={
+            **{k: v for k, v in CALIBRATION_PRIORS.items() if k != "k"},
+            "k_Intercept": "Normal(-2.5, 1)",  # on the logit scale
+        },
+        centered={"intercept_batch": True},
+    )
+    fit = model.fit(seed=3, draws=300, warmup=300, progress=False)
+    assert fit.divergences == 0
+    k = fit.draws("k")
+    np.testing.assert_allclose(k, 1 / (1 + np.exp(-fit.draws("k_Intercept"))), rtol=1e-12)
+    assert 0.0 < k.min() and k.max() < 1.0

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 import numpyro
 import pandas as pd
@@ -65,11 +66,38 @@ class Param:
     formula: str | None = "1"
     link: str = "identity"
     latent: str | None = None
+    lower: float | None = None
+    upper: float | None = None
+
+    def transform(self, eta: Any) -> Any:
+        """Map the linear predictor to the parameter, respecting bounds if given."""
+        import jax
+
+        if self.lower is not None and self.upper is not None:
+            return self.lower + (self.upper - self.lower) * jax.nn.sigmoid(eta)
+        if self.lower is not None:
+            return self.lower + jnp.exp(eta)
+        if self.upper is not None:
+            return self.upper - jnp.exp(eta)
+        return LINKS[self.link].inverse(eta)
 
 
-def param(formula: str = "1", link: str = "identity") -> Param:
-    """A parameter with a sub-formula and a link."""
-    return Param(formula=formula, link=link)
+def param(
+    formula: str = "1",
+    link: str = "identity",
+    *,
+    lower: float | None = None,
+    upper: float | None = None,
+) -> Param:
+    """A parameter with a sub-formula and a link, or bounds.
+
+    ``lower``/``upper`` constrain the parameter: ``lower + exp(eta)``,
+    ``upper - exp(eta)`` or ``lower + (upper - lower) * inv_logit(eta)``; priors
+    on its coefficients are then on that unconstrained scale.
+    """
+    if lower is not None and upper is not None and not lower < upper:
+        raise ModelError(f"param bounds need lower < upper, got lower={lower}, upper={upper}.")
+    return Param(formula=formula, link=link, lower=lower, upper=upper)
 
 
 def latent(distribution: str) -> Param:
@@ -239,7 +267,9 @@ class NonlinearModel:
         return design
 
     def _intercept_name(self, name: str) -> str:
-        if name in self.distributional or self.designs[name].fixed_terms:
+        spec = self.params[name]
+        transformed = spec.link != "identity" or spec.lower is not None or spec.upper is not None
+        if name in self.distributional or self.designs[name].fixed_terms or transformed:
             return f"{name}_Intercept"
         return name
 
@@ -367,7 +397,15 @@ class NonlinearModel:
                     coefficient_priors=stacked[name],
                     per_level_names=per_level[name],
                 )
-                env[name] = LINKS[spec.link].inverse(eta)
+                env[name] = spec.transform(eta)
+                design = self.designs[name]
+                if (
+                    self._intercept_name(name) != name
+                    and not design.fixed_terms
+                    and not design.groups
+                ):
+                    # a constant transformed parameter: keep its value under its own name
+                    numpyro.deterministic(name, env[name][0])
             with numpyro.plate("obs", n):
                 for name, distribution in self.latents.items():
                     env[name] = numpyro.sample(name, distribution.build(env))
