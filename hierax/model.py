@@ -39,7 +39,7 @@ from .fit import fit as _fit
 from .formula.build import GroupOptions, auxiliary_parameters, build_model
 from .formula.design import Design, build_design, column_labels, new_data_design
 from .formula.terms import parse_formula
-from .priors import Prior, parse_prior
+from .priors import Prior, parse_prior, prior_table
 
 __all__ = ["Model"]
 
@@ -200,13 +200,7 @@ class Model:
     @property
     def priors(self) -> pd.DataFrame:
         """Every prior in effect, and whether it is the default or yours."""
-        return pd.DataFrame(
-            {
-                "prior": [str(p) for p in self._priors.values()],
-                "source": list(self._prior_source.values()),
-            },
-            index=pd.Index(list(self._priors), name="parameter"),
-        )
+        return prior_table(self._priors, self._prior_source)
 
     # ------------------------------------------------------------- centering
     def _strength(self, index: np.ndarray, n_levels: int) -> float:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import pandas as pd
 
 from .errors import ModelError, close_matches
 
@@ -204,3 +205,11 @@ def stack_priors(priors: list[Prior], where: str) -> dist.Distribution:
     args = [np.array([p.args[i] for p in priors]) for i in range(len(first.args))]
     kwargs = {k: np.array([dict(p.kwargs)[k] for p in priors]) for k in dict(first.kwargs)}
     return DISTRIBUTIONS[first.name](*args, **kwargs).to_event(1)
+
+
+def prior_table(priors: Mapping[str, Prior], source: Mapping[str, str]) -> pd.DataFrame:
+    """The priors in effect as a table: parameter -> prior text and its source."""
+    return pd.DataFrame(
+        {"prior": [str(p) for p in priors.values()], "source": [source[n] for n in priors]},
+        index=pd.Index(list(priors), name="parameter"),
+    )

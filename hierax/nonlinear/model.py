@@ -47,7 +47,7 @@ from ..formula.build import (
 )
 from ..formula.design import Design, build_design, column_labels
 from ..formula.terms import parse_formula
-from ..priors import DISTRIBUTIONS, Prior, parse_prior
+from ..priors import DISTRIBUTIONS, Prior, parse_prior, prior_table
 from .expression import Expression, parse_expression, resolve_names
 
 __all__ = ["NonlinearModel", "Param", "param", "latent"]
@@ -328,13 +328,7 @@ class NonlinearModel:
     @property
     def priors(self) -> pd.DataFrame:
         """Every prior in effect, and whether it is the default or yours."""
-        return pd.DataFrame(
-            {
-                "prior": [str(p) for p in self._priors.values()],
-                "source": list(self._prior_source.values()),
-            },
-            index=pd.Index(list(self._priors), name="parameter"),
-        )
+        return prior_table(self._priors, self._prior_source)
 
     def _resolve_centering(self, centered: dict[str, bool]) -> dict[str, GroupOptions]:
         names = [g.name for d in self.designs.values() for g in d.groups]
