@@ -108,11 +108,21 @@ class Model:
     """
 
     def __new__(cls, formula: str, data: Any = None, **kwargs: Any) -> Any:
+        from .nonlinear import NonlinearModel
+
         # hx.Model(..., params={...}) is a nonlinear model
         if "params" in kwargs:
-            from .nonlinear import NonlinearModel
-
             return NonlinearModel(formula, data, **kwargs)
+        # a linear formula observed through a calibration: the formula's linear
+        # predictor is the calibration's independent variable (e.g. a concentration)
+        if kwargs.get("measurement") is not None:
+            measurement = kwargs.pop("measurement")
+            lhs, rhs = formula.split("~", 1)
+            name = str(getattr(measurement, "independent_key", None) or "x")
+            params = {name: rhs.strip(), **dict(kwargs.pop("measurement_params", None) or {})}
+            return NonlinearModel(
+                f"{lhs.strip()} ~ {name}", data, params=params, measurement=measurement, **kwargs
+            )
         return super().__new__(cls)
 
     def __init__(

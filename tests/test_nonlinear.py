@@ -301,3 +301,77 @@ def test_bounded_parameter_through_its_transform() -> None:
     k = fit.draws("k")
     np.testing.assert_allclose(k, 1 / (1 + np.exp(-fit.draws("k_Intercept"))), rtol=1e-12)
     assert 0.0 < k.min() and k.max() < 1.0
+
+
+def _calibration_measurement_model(measurement, priors):
+    return hx.Model(
+        "readout ~ S0 * (1 - exp(-k * time))",  # the expression is the calibration's x
+        calibration.load_data(),
+        params={"intercept": "1 + (1 | batch)", "S0": "1", "k": "1"},
+        priors=priors,
+        centered={"intercept_batch": True},
+        measurement=measurement,
+    )
+
+
+def test_calibration_model_as_observation_model_equals_hand_written() -> None:
+    from hierax.examples import calibration_cal
+
+    model = _calibration_measurement_model(calibration_cal.LINEAR_CALIBRATION, CALIBRATION_PRIORS)
+    setup = calibration.setup()
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        params = {
+            "intercept": rng.normal(0.3, 0.1),
+            "intercept_batch": rng.normal(0.3, 0.1, 3),
+            "slope": rng.uniform(0.2, 0.6),
+            "S0": rng.uniform(4.0, 6.0),
+            "k": rng.uniform(0.02, 0.1),
+            "sigma": rng.uniform(0.05, 0.2),
+        }
+        ours, _ = log_density(model.model_fn, (), model.arrays(), params)
+        theirs, _ = log_density(setup["model_fn"], (), setup["data"], params)
+        np.testing.assert_allclose(float(ours), float(theirs), rtol=1e-9)
+
+
+def test_calibration_parameters_fixed_from_a_fit_or_missing() -> None:
+    from hierax.examples import calibration_cal
+
+    fitted = calibration_cal.LINEAR_CALIBRATION.with_theta([0.3, 0.3, 0.08])
+    priors = {k: v for k, v in CALIBRATION_PRIORS.items() if k not in ("slope", "sigma")}
+    model = _calibration_measurement_model(fitted, priors)
+    assert model.priors.loc["slope", "prior"] == "fixed at 0.3"
+    fit = model.fit(seed=2, draws=200, warmup=200, progress=False)
+    np.testing.assert_allclose(fit.draws("sigma"), 0.08)
+    with pytest.raises(hx.ModelError, match="'slope'.*neither in params"):
+        _calibration_measurement_model(calibration_cal.LINEAR_CALIBRATION, priors)
+
+
+def test_linear_formula_observed_through_a_calibration() -> None:
+    from hierax.calibration import CalibrationModel
+
+    rng = np.random.default_rng(0)
+    cal = CalibrationModel(
+        "linear",
+        "normal",
+        theta_names=["intercept", "slope", "sigma"],
+        independent_key="conc",
+        dependent_key="absorbance",
+    ).with_theta([0.1, 2.0, 0.05])
+    group = np.repeat(np.arange(6), 8)
+    dose = rng.uniform(0, 1, group.size)
+    conc = 0.5 + 1.5 * dose + rng.normal(0, 0.3, 6)[group]
+    table = pd.DataFrame(
+        {"absorbance": 0.1 + 2.0 * conc + rng.normal(0, 0.05, group.size), "dose": dose, "g": group}
+    )
+    model = hx.Model(
+        "absorbance ~ 1 + dose + (1 | g)",
+        table,
+        measurement=cal,  # the formula's linear predictor is the calibration's 'conc'
+        priors={"conc_Intercept": "Normal(0, 2)", "b_conc_dose": "Normal(0, 2)"},
+        centered={"conc_g": True},
+    )
+    fit = model.fit(seed=1, progress=False, draws=500, warmup=500)
+    assert fit.divergences == 0
+    slope = fit.draws("b_conc_dose")
+    assert abs(slope.mean() - 1.5) < 3 * slope.std()

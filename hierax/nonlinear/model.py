@@ -34,7 +34,7 @@ import numpyro
 import pandas as pd
 
 from ..data import read_table
-from ..errors import ModelError, close_matches
+from ..errors import HieraxError, ModelError, close_matches
 from ..families import FAMILIES, LINKS, get_family
 from ..fit import Fit
 from ..fit import fit as _fit
@@ -184,6 +184,7 @@ class NonlinearModel:
         family: str = "gaussian",
         functions: Mapping[str, Callable[..., Any]] | None = None,
         centered: Mapping[str, bool] | None = None,
+        measurement: Any = None,
         dropna: bool = False,
     ) -> None:
         if "~" not in formula:
@@ -206,6 +207,14 @@ class NonlinearModel:
             for name, spec in params.items()
         }
         self.distributional = [name for name in self.params if name in self.family.aux]
+        # a calibration model as the observation model: the expression is its
+        # independent variable, its parameters come from params, priors or its fit
+        self.measurement = measurement
+        self.theta_names: list[str] = (
+            list(measurement.theta_names) if measurement is not None else []
+        )
+        if measurement is not None:
+            self.distributional = [n for n in self.params if n in self.theta_names]
         for name, spec in self.params.items():
             if spec.link not in LINKS:
                 raise ModelError(
@@ -269,7 +278,8 @@ class NonlinearModel:
     def _intercept_name(self, name: str) -> str:
         spec = self.params[name]
         transformed = spec.link != "identity" or spec.lower is not None or spec.upper is not None
-        if name in self.distributional or self.designs[name].fixed_terms or transformed:
+        family_parameter = name in self.family.aux and self.measurement is None
+        if family_parameter or self.designs[name].fixed_terms or transformed:
             return f"{name}_Intercept"
         return name
 
@@ -293,9 +303,21 @@ class NonlinearModel:
                 if group.correlated and group.n_coef > 1:
                     defaults[f"cor_{group.name}"] = "LKJ(2)"
         scale = float(np.std(self.response_design.y)) or 1.0
-        for aux in auxiliary_parameters(self.response_design, self.family):
-            if aux not in self.params:
-                defaults[aux] = self.family.aux[aux].replace("{s}", f"{scale:.4g}")
+        if self.measurement is None:
+            for aux in auxiliary_parameters(self.response_design, self.family):
+                if aux not in self.params:
+                    defaults[aux] = self.family.aux[aux].replace("{s}", f"{scale:.4g}")
+        optional = [t for t in self.theta_names if t not in self.params]
+        fitted = self._fitted_theta()
+        for theta in optional:
+            if theta in user:
+                continue
+            if theta not in fitted:
+                raise ModelError(
+                    f"calibration parameter {theta!r} is neither in params, nor given a prior, "
+                    "nor fitted in the calibration model; give it one of the three."
+                )
+            user[theta] = float(fitted[theta])  # fixed at the calibration's fit
         for key, columns in term_keys.items():  # a term's name sets all of its columns
             if key in user:
                 for column in columns:
@@ -307,7 +329,7 @@ class NonlinearModel:
                 f"coefficients; missing: {missing}. Add them to priors={{...}}, e.g. "
                 f"{{{missing[0]!r}: 'Normal(0, 1)'}}."
             )
-        valid = set(required) | set(defaults) | set(term_keys)
+        valid = set(required) | set(defaults) | set(term_keys) | set(optional)
         unknown = [key for key in user if key not in valid]
         if unknown:
             hints = "".join(close_matches(key, valid) for key in unknown)
@@ -317,13 +339,21 @@ class NonlinearModel:
             )
         priors: dict[str, Prior] = {}
         source: dict[str, str] = {}
-        for name in [*required, *defaults]:
+        for name in [*required, *defaults, *optional]:
             if name in term_keys:
                 continue
             value = user.get(name, defaults.get(name))
             priors[name] = parse_prior(value, where=name)
             source[name] = "user" if name in user else "default"
         return priors, source
+
+    def _fitted_theta(self) -> dict[str, float]:
+        if self.measurement is None:
+            return {}
+        try:
+            return dict(self.measurement.theta_dict)
+        except HieraxError:  # an unfitted calibration has no values
+            return {}
 
     @property
     def priors(self) -> pd.DataFrame:
@@ -408,6 +438,15 @@ class NonlinearModel:
                 if data.get("_predict")
                 else self.expression(env)
             )
+            if self.measurement is not None:
+                theta = {
+                    t: env[t] if t in self.designs else _sample(t, self._priors[t])
+                    for t in self.theta_names
+                }
+                likelihood = self.measurement.distribution(mean, theta)
+                with numpyro.plate("obs", n):
+                    numpyro.sample(response, likelihood, obs=data.get(response))
+                return
             aux = {
                 a: env[a] if a in self.designs else _sample(a, self._priors[a]) for a in aux_names
             }
