@@ -39,7 +39,7 @@ from .fit import fit as _fit
 from .formula.build import GroupOptions, auxiliary_parameters, build_model
 from .formula.design import Design, build_design, column_labels, new_data_design
 from .formula.terms import parse_formula
-from .priors import Prior, parse_prior, prior_table
+from .priors import Prior, check_prior_keys, parse_prior, prior_table
 
 __all__ = ["Model"]
 
@@ -184,13 +184,7 @@ class Model:
             if term.columns.stop - term.columns.start > 1
         }
         valid = set(defaults) | set(classes) | set(term_keys)
-        unknown = [key for key in user if key not in valid]
-        if unknown:
-            hints = "".join(close_matches(key, valid) for key in unknown)
-            raise ModelError(
-                f"prior(s) given for {unknown}, which match no parameter of this model; its "
-                f"parameters are {sorted(defaults)} (and the classes 'b', 'sd', 'cor').{hints}"
-            )
+        check_prior_keys(user, valid, f"{sorted(defaults)} (and the classes 'b', 'sd', 'cor')")
         priors: dict[str, Prior] = {}
         source: dict[str, str] = {}
         for name, text in defaults.items():

@@ -213,3 +213,14 @@ def prior_table(priors: Mapping[str, Prior], source: Mapping[str, str]) -> pd.Da
         {"prior": [str(p) for p in priors.values()], "source": [source[n] for n in priors]},
         index=pd.Index(list(priors), name="parameter"),
     )
+
+
+def check_prior_keys(user: Mapping[str, Any], valid: set[str], listed: str) -> None:
+    """Raise naming every prior key that matches no parameter (with close matches)."""
+    unknown = [key for key in user if key not in valid]
+    if unknown:
+        hints = "".join(close_matches(key, valid) for key in unknown)
+        raise ModelError(
+            f"prior(s) given for {unknown}, which match no parameter of this model; its "
+            f"parameters are {listed}.{hints}"
+        )

@@ -19,7 +19,6 @@ import numpyro.distributions as dist
 import pandas as pd
 
 from ..calibration import CalibrationModel, calibration_likelihood
-from ..data import factorize
 from ..fit import Fit
 from ..fit import fit as hx_fit
 from . import calibration as _handwritten
@@ -83,23 +82,9 @@ def model(
 
 
 def setup(table: pd.DataFrame | None = None) -> dict[str, Any]:
-    """Arguments for :func:`hierax.fit`: model, data, coords and dims."""
-    table = load_data() if table is None else table
-    batch, batch_levels = factorize(table["batch"], "batch")
-    time_index, timepoints = factorize(table["time"], "time")
-    data = {
-        "time_index": time_index,
-        "timepoints": np.asarray(timepoints, dtype=float),
-        "batch": batch,
-        "n_batches": len(batch_levels),
-        "readout": table["readout"].to_numpy(dtype=float),
-    }
-    return {
-        "model_fn": model,
-        "data": data,
-        "coords": {"batch": batch_levels, "timepoint": list(range(len(timepoints)))},
-        "dims": {"P": ["timepoint"], "timepoints": ["timepoint"]},
-    }
+    """Arguments for :func:`hierax.fit`: the hand-written workflow's data, coords and
+    dims, with this module's model."""
+    return {**_handwritten.setup(table), "model_fn": model}
 
 
 def fit(seed: int = 0, quick: bool = False, progress: bool | None = None, **kwargs: Any) -> Fit:

@@ -47,7 +47,7 @@ from ..formula.build import (
 )
 from ..formula.design import Design, build_design, column_labels
 from ..formula.terms import parse_formula
-from ..priors import DISTRIBUTIONS, Prior, parse_prior, prior_table
+from ..priors import DISTRIBUTIONS, Prior, check_prior_keys, parse_prior, prior_table
 from .expression import Expression, parse_expression, resolve_names
 
 __all__ = ["NonlinearModel", "Param", "param", "latent"]
@@ -330,13 +330,7 @@ class NonlinearModel:
                 f"{{{missing[0]!r}: 'Normal(0, 1)'}}."
             )
         valid = set(required) | set(defaults) | set(term_keys) | set(optional)
-        unknown = [key for key in user if key not in valid]
-        if unknown:
-            hints = "".join(close_matches(key, valid) for key in unknown)
-            raise ModelError(
-                f"prior(s) given for {unknown}, which match no parameter of this model; its "
-                f"parameters are {sorted(valid)}.{hints}"
-            )
+        check_prior_keys(user, valid, str(sorted(valid)))
         priors: dict[str, Prior] = {}
         source: dict[str, str] = {}
         for name in [*required, *defaults, *optional]:
