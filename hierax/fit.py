@@ -9,7 +9,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import arviz as az
 import jax
@@ -30,6 +30,9 @@ from .results import (
 )
 from .results import posterior_predictive as _posterior_predictive
 from .sampling import ChainMethod, PreconditionOption, prepare, run_nuts
+
+if TYPE_CHECKING:
+    from .diagnose import Diagnosis
 
 __all__ = ["Fit", "fit", "load"]
 
@@ -153,6 +156,18 @@ class Fit:
                 stacklevel=2,
             )
         return self.findings
+
+    def diagnose(self) -> Diagnosis:
+        """Diagnostics with advice (see :func:`hierax.diagnose.diagnose`)."""
+        from .diagnose import diagnose
+
+        return diagnose(self)
+
+    def report(self, out: str | os.PathLike[str] = "hierax-report") -> Path:
+        """Write a self-contained HTML report into folder ``out``; returns the page's path."""
+        from .report import write_report
+
+        return write_report(self, out)
 
     @property
     def divergences(self) -> int:
