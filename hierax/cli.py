@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
+import tomllib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from .calibration.cli import add_calibration_commands
-from .errors import ConvergenceWarning, HieraxError
+from .errors import ConvergenceWarning, HieraxError, ModelError, close_matches
+
+if TYPE_CHECKING:
+    from .fit import Fit
+    from .spec import Spec
+
+#: Exceptions reported as one ``hierax: error: ...`` line (exit 2) unless ``--debug``.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    HieraxError,
+    KeyError,
+    OSError,
+    tomllib.TOMLDecodeError,
+    ValueError,
+)
+SUMMARY_COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "r_hat"]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -75,12 +97,332 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hierax", description="Hierarchical Bayesian models on JAX."
+# ----------------------------------------------------------------- atomic writes
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write ``path`` through a temporary file beside it, so it is never partial."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is for the temporary only
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_csv(table: pd.DataFrame, path: Path, index: bool = True) -> Path:
+    return _atomic_write(path, lambda temporary: table.to_csv(temporary, index=index))
+
+
+def _report_module() -> Any:
+    """``hierax.report``, or None where this installation has none."""
+    try:
+        from . import report
+    except ImportError:
+        return None
+    return report
+
+
+def _write_report(result: Fit, out: Path, title: str | None = None) -> Path | None:
+    report = _report_module()
+    if report is None:
+        return None
+    if title:
+        return Path(report.write_report(result, out, title=title))
+    return Path(report.write_report(result, out))
+
+
+# --------------------------------------------------------------------- printing
+def _shown_variables(result: Fit) -> list[str]:
+    """Variables printed after a fit: the spec's ``[output] show``, else small ones."""
+    from .spec import SpecError, spec_from_fit
+
+    try:
+        show = spec_from_fit(result).output.show
+    except SpecError:
+        show = None
+    if show:
+        return [name for name in show if name in result.posterior]
+    names = [
+        name
+        for name, variable in result.posterior.data_vars.items()
+        if variable.size // max(variable.shape[0] * variable.shape[1], 1) <= 4
+        and not str(name).startswith(("z_", "L_cor_"))
+        and name != "mu"
+    ]
+    return [str(n) for n in names] or [str(n) for n in list(result.posterior.data_vars)[:10]]
+
+
+def _check_variables(result: Fit, names: Sequence[str]) -> None:
+    known = [str(n) for n in result.posterior.data_vars]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ModelError(
+            f"no posterior variable(s) {unknown}; variables: {known}."
+            f"{''.join(close_matches(n, known) for n in unknown)}"
+        )
+
+
+def _print_summary(result: Fit, names: Sequence[str]) -> None:
+    table = result.summary(var_names=list(names), round_to=4)
+    print(table[[c for c in SUMMARY_COLUMNS if c in table.columns]].to_string())
+    print(result.diagnose(), flush=True)
+
+
+# ------------------------------------------------------------------------- fit
+def _spec_with_overrides(spec: Spec, args: argparse.Namespace) -> Spec:
+    sampler = spec.sampler
+    draws, warmup = sampler.draws, sampler.warmup
+    if args.quick:
+        draws, warmup = max(draws // 2, 1), warmup // 2
+    return spec.with_sampler(
+        draws=args.draws if args.draws is not None else draws,
+        warmup=args.warmup if args.warmup is not None else warmup,
+        chains=args.chains,
+        seed=args.seed,
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", required=True)
+
+
+def _interrupted(stage: str, written: Sequence[Path], out: Path) -> int:
+    if written:
+        kept = ", ".join(p.name for p in written)
+        print(
+            f"hierax: interrupted while {stage}; kept the complete file(s) {kept} in {out}/ "
+            "(no partial files).",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"hierax: interrupted while {stage}; sampling was stopped and nothing was written "
+            f"to {out}/.",
+            file=sys.stderr,
+        )
+    return 130
+
+
+def _fit_command(args: argparse.Namespace) -> int:
+    """``hierax fit spec.toml``: sample, write fit.nc, summary.csv and report.html."""
+    from .spec import build_model, fit_spec, load_spec
+
+    spec = _spec_with_overrides(load_spec(args.spec), args)
+    out = Path(args.out) if args.out else spec.output.folder
+    model = build_model(spec)  # every data and model error comes before sampling
+    sampler = spec.sampler
+    print(f"== {spec.title or spec.source}\n{model!r}")
+    print(
+        f"hierax: sampling {sampler.chains} chains x {sampler.draws} draws "
+        f"({sampler.warmup} warmup); Ctrl-C stops cleanly",
+        flush=True,
+    )
+    written: list[Path] = []
+    stage = "sampling"
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # the diagnosis says it all
+            result = fit_spec(spec, model=model, progress=args.progress)
+        elapsed = time.perf_counter() - started
+        stage = "writing fit.nc"
+        written.append(result.save(out / "fit.nc"))
+        stage = "writing summary.csv"
+        written.append(_write_csv(result.summary(), out / "summary.csv"))
+        stage = "printing the summary"
+        print(f"{result.divergences} divergences; {elapsed:.1f} s")
+        _print_summary(result, _shown_variables(result))
+        if spec.output.report and not args.no_report:
+            stage = "writing report.html"
+            page = _write_report(result, out, spec.title)
+            if page is not None:
+                written.append(page)
+    except KeyboardInterrupt:
+        return _interrupted(stage, written, out)
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+# ---------------------------------------------------- summary, predict, report
+def _summary_command(args: argparse.Namespace) -> int:
+    """``hierax summary fit.nc``: the summary table and the diagnosis."""
+    from .fit import load
+
+    result = load(args.fit)
+    names = args.var or _shown_variables(result)
+    _check_variables(result, names)
+    posterior = result.posterior
+    title = result.info.get("title")
+    print(
+        (f"== {title}\n" if title else "")
+        + f"{args.fit}: {posterior.sizes['chain']} chains x {posterior.sizes['draw']} draws; "
+        f"{result.divergences} divergences"
+    )
+    _print_summary(result, names)
+    return 0
+
+
+def _predict_command(args: argparse.Namespace) -> int:
+    """``hierax predict fit.nc new.csv --out pred.csv``."""
+    from .data import read_table
+    from .fit import load
+    from .spec import build_model, predict_frame, spec_from_fit
+
+    result = load(args.fit)
+    spec = spec_from_fit(result, where=repr(str(args.fit)))
+    new_table = read_table(args.new)
+    model = build_model(spec)
+    frame = predict_frame(
+        result,
+        model,
+        new_table,
+        kind=args.kind,
+        seed=args.seed,
+        allow_new_levels=args.allow_new_levels,
+    )
+    path = _write_csv(frame, Path(args.out), index=False)
+    print(f"wrote {path}: {len(frame)} rows, posterior {args.kind} (mean, sd, q3%, q97%)")
+    return 0
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    """``hierax report fit.nc``: write report.html beside it (or into --out)."""
+    from .fit import load
+
+    result = load(args.fit)
+    if _report_module() is None:
+        raise HieraxError("this installation of hierax has no report module (hierax.report).")
+    out = Path(args.out) if args.out else Path(args.fit).parent
+    page = _write_report(result, out, result.info.get("title"))
+    print(f"wrote {page}")
+    return 0
+
+
+# --------------------------------------------------------------------- example
+def _example_specs() -> dict[str, Path]:
+    folder = Path(str(resources.files("hierax.examples").joinpath("specs")))
+    return {path.stem: path for path in sorted(folder.glob("*.toml"))}
+
+
+def _example_command(args: argparse.Namespace) -> int:
+    """``hierax example NAME --out DIR``: copy a seed spec and its files into DIR."""
+    from .spec import load_spec
+
+    specs = _example_specs()
+    if args.name is None:
+        for name, path in specs.items():
+            print(f"{name:15} {load_spec(path).title or ''}")
+        return 0
+    if args.name not in specs:
+        raise KeyError(
+            f"unknown example {args.name!r}; choose from {list(specs)}."
+            f"{close_matches(args.name, specs)}"
+        )
+    source = specs[args.name]
+    spec = load_spec(source)
+    raw = tomllib.loads(spec.text)
+    text = spec.text
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    copies = [(raw["data"]["file"], spec.data_file)]
+    if spec.model.calibration is not None:
+        copies.append((raw["model"]["calibration"], spec.model.calibration))
+    written = []
+    for original, path in copies:
+        written.append(Path(shutil.copyfile(path, out / path.name)))
+        text = text.replace(f'"{original}"', f'"{path.name}"')
+    target = out / source.name
+    written.append(_atomic_write(target, lambda temporary: temporary.write_text(text)))
+    print(f"wrote {', '.join(str(p) for p in written)}\nrun it with: hierax fit {target}")
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+def _add_fit_parser(commands: Any) -> None:
+    fit = commands.add_parser(
+        "fit",
+        help="fit the model of a TOML spec file",
+        description="Fit the model described by a TOML spec (data, formula or model function, "
+        "family, priors, sampler settings, output folder); write fit.nc, summary.csv and "
+        "report.html into the output folder. 'hierax example crossed --out DIR' writes a spec "
+        "to start from.",
+    )
+    fit.add_argument("spec", help="the spec file (.toml)")
+    fit.add_argument("--out", help="output folder (default: [output] folder of the spec)")
+    fit.add_argument("--quick", action="store_true", help="half the spec's warmup and draws")
+    fit.add_argument("--draws", type=int, help="draws per chain (overrides the spec)")
+    fit.add_argument("--warmup", type=int, help="warmup iterations per chain")
+    fit.add_argument("--chains", type=int, help="number of chains")
+    fit.add_argument("--seed", type=int, help="random seed")
+    fit.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: on a terminal)",
+    )
+    fit.add_argument("--no-report", action="store_true", help="do not write report.html")
+    fit.set_defaults(handler=_fit_command)
+
+
+def _add_result_parsers(commands: Any) -> None:
+    summary = commands.add_parser(
+        "summary",
+        help="summary table and diagnosis of a saved fit",
+        description="Print the posterior summary (the spec's [output] show variables, or the "
+        "small ones) and hierax's diagnosis of a fit saved as .nc.",
+    )
+    summary.add_argument("fit", help="fit.nc written by 'hierax fit' or Fit.save")
+    summary.add_argument("--var", nargs="+", help="variables to show")
+    summary.set_defaults(handler=_summary_command)
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict new rows with a saved formula fit",
+        description="Rebuild the model from the spec recorded in fit.nc and write, per row of "
+        "the new table, its columns plus the posterior mean, sd and 3 %%/97 %% quantiles.",
+    )
+    predict.add_argument("fit", help="fit.nc written by 'hierax fit'")
+    predict.add_argument("new", help="CSV, TSV or Parquet table of new rows")
+    predict.add_argument("--out", required=True, help="output CSV")
+    predict.add_argument(
+        "--kind",
+        choices=["mean", "response"],
+        default="mean",
+        help="the mean (default) or new responses",
+    )
+    predict.add_argument(
+        "--allow-new-levels", action="store_true", help="new group levels get population draws"
+    )
+    predict.add_argument("--seed", type=int, default=0, help="seed of response draws")
+    predict.set_defaults(handler=_predict_command)
+
+    report = commands.add_parser(
+        "report",
+        help="write the HTML report of a saved fit",
+        description="Write report.html for a fit saved as .nc.",
+    )
+    report.add_argument("fit", help="fit.nc")
+    report.add_argument("--out", help="output folder (default: the folder of fit.nc)")
+    report.set_defaults(handler=_report_command)
+
+    example = commands.add_parser(
+        "example",
+        help="copy a seed workflow's spec file and data into a folder",
+        description="Copy the spec (TOML) of a seed workflow and its data into --out, ready "
+        "for 'hierax fit'. Without NAME, list the examples.",
+    )
+    example.add_argument("name", nargs="?", help="crossed, crossed_naive, regression, ...")
+    example.add_argument("--out", default=".", help="folder to write into (default .)")
+    example.set_defaults(handler=_example_command)
+
+
+def _add_demo_parser(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
         help="run the seed workflows on their embedded data",
@@ -109,8 +451,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress bars (default: on a terminal)",
     )
     demo.set_defaults(handler=_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hierax", description="Hierarchical Bayesian models on JAX."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_fit_parser(commands)
+    _add_result_parsers(commands)
+    _add_demo_parser(commands)
     add_calibration_commands(commands)  # `hierax calibrate` and `hierax infer`
+    for sub in commands.choices.values():  # --debug also after the command
+        sub.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks on errors",
+        )
     return parser
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error) or type(error).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,13 +484,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except (HieraxError, KeyError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         if args.debug:
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"hierax: error: {message}", file=sys.stderr)
+        print(f"hierax: error: {_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if args.debug:
+            raise
         print("hierax: interrupted; files already written are complete.", file=sys.stderr)
         return 130
 
