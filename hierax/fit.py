@@ -268,15 +268,10 @@ class Fit:
         )
 
     def _repr_html_(self) -> str:
-        table = self.summary(kind="all", round_to=3)
-        if len(table) > 30:
-            table = table.iloc[:30]
-        findings = "".join(f"<li>{f.message}</li>" for f in self.findings) or "<li>none</li>"
-        return (
-            f"<div><b>hierax.Fit</b>: {self.posterior.sizes['chain']} chains x "
-            f"{self.posterior.sizes['draw']} draws<br><b>Problems</b><ul>{findings}</ul>"
-            f"{table.to_html()}</div>"
-        )
+        """Compact HTML for Jupyter: chains x draws, divergences, time, problems, first rows."""
+        from .report import compact_html
+
+        return compact_html(self)
 
 
 def _jsonable(value: Any) -> Any:

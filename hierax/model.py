@@ -330,6 +330,7 @@ class Model:
         }
         result = _fit(self.model_fn, data, coords=coords, dims=dims, **kwargs)
         result.source_model = self
+        result.info["description"] = describe_formula_model(self)
         return result
 
     def predict(
@@ -405,3 +406,25 @@ def predict(fit: Fit, *args: Any, **kwargs: Any) -> xr.DataArray:
     if model is None:
         raise HieraxError("predict needs a fit made by hierax.Model(...).fit().")
     return model.predict(fit, *args, **kwargs)
+
+
+def describe_formula_model(model: Model) -> dict[str, Any]:
+    """A JSON-able description of a formula model, kept in ``fit.info["description"]``.
+
+    Holds the formula, family and link, the priors in effect (rows of
+    ``model.priors``) and a data summary (rows, columns, levels per group).
+    """
+    design = model.design
+    priors = model.priors.reset_index()
+    return {
+        "kind": "formula",
+        "formula": model.formula,
+        "family": model.family.name,
+        "link": model.link.name,
+        "priors": [{str(k): str(v) for k, v in row.items()} for row in priors.to_dict("records")],
+        "data": {
+            "rows": int(design.n),
+            "columns": [str(c) for c in model.table.columns],
+            "groups": {g.name: len(g.levels) for g in design.groups},
+        },
+    }

@@ -502,6 +502,7 @@ class NonlinearModel:
             **kwargs,
         )
         result.source_model = None
+        result.info["description"] = describe_nonlinear_model(self)
         return result
 
     def __repr__(self) -> str:
@@ -515,3 +516,38 @@ def _only_known(dims: dict[str, list[str]], model: NonlinearModel) -> dict[str, 
     trace = handlers.trace(handlers.seed(model.model_fn, 0)).get_trace(**model.arrays())
     data = model.arrays()
     return {k: v for k, v in dims.items() if k in trace or k in data}
+
+
+def describe_nonlinear_model(model: NonlinearModel) -> dict[str, Any]:
+    """A JSON-able description of a nonlinear model, kept in ``fit.info["description"]``.
+
+    Holds the formula, family, each parameter's sub-formula or latent
+    distribution, the priors in effect and a data summary.
+    """
+    params = {name: _describe_param(spec) for name, spec in model.params.items()}
+    priors = model.priors.reset_index()
+    groups = {g.name: len(g.levels) for d in model.designs.values() for g in d.groups}
+    description: dict[str, Any] = {
+        "kind": "nonlinear",
+        "formula": model.formula,
+        "family": model.family.name,
+        "params": params,
+        "priors": [{str(k): str(v) for k, v in row.items()} for row in priors.to_dict("records")],
+        "data": {
+            "rows": len(model.table),
+            "columns": [str(c) for c in model.table.columns],
+            "groups": groups,
+        },
+    }
+    if model.measurement is not None:
+        description["measurement"] = type(model.measurement).__name__
+    return description
+
+
+def _describe_param(spec: Param) -> str:
+    text = spec.formula if spec.formula is not None else f"latent {spec.latent}"
+    if spec.link != "identity":
+        text += f" ({spec.link} link)"
+    if spec.lower is not None or spec.upper is not None:
+        text += f" in [{spec.lower}, {spec.upper}]"
+    return text
