@@ -200,7 +200,7 @@ def _check_value(value: Any, types: _Types, where: str, source: str) -> Any:
     if not _matches(value, types):
         expected = " or ".join(_TYPE_NAMES[t] for t in types)
         raise SpecError(
-            f"{where} must be {expected}, got {value!r} ({_describe(value)}) in {source}."
+            f"{where} of {source} must be {expected}, got {value!r} ({_describe(value)})."
         )
     if isinstance(value, int) and not isinstance(value, bool) and types == (float,):
         return float(value)
@@ -220,7 +220,8 @@ def _check_table(
     for key, value in table.items():
         if key not in schema:
             raise SpecError(
-                f"unknown key {key!r} in {label} of {source}; allowed: {sorted(schema)}."
+                f"unknown key {key!r} {'at' if not name else 'in'} {label} of {source}; "
+                f"allowed: {sorted(schema)}."
                 f"{close_matches(key, schema)}"
             )
         where = f"{key!r} in {label}"
@@ -572,7 +573,7 @@ def import_object(reference: str, where: str) -> Any:
     return getattr(module, attribute)
 
 
-@dataclass
+@dataclass(repr=False)
 class FunctionModel:
     """A NumPyro model function with its arguments taken from the table."""
 
@@ -581,6 +582,12 @@ class FunctionModel:
     data: dict[str, Any]
     coords: dict[str, list[Any]]
     dims: dict[str, list[str]]
+
+    def __repr__(self) -> str:
+        name = f"{self.function.__module__}:{getattr(self.function, '__name__', '?')}"
+        return (
+            f"<hierax model function {name}; {len(self.table)} rows; arguments {list(self.data)}>"
+        )
 
     def fit(self, init: Any = None, **kwargs: Any) -> Fit:
         """Sample with :func:`hierax.fit`."""
@@ -707,7 +714,12 @@ def resolve_init(spec: Spec, table: pd.DataFrame) -> dict[str, Any] | None:
         return None
     if isinstance(init, str):
         function = import_object(init, "'init' in [sampler]")
-        values = function(table)
+        try:
+            values = function(table)
+        except TypeError as error:
+            raise SpecError(
+                f"the init function {init!r} is called with the table as its one argument: {error}."
+            ) from None
         if not isinstance(values, Mapping):
             raise SpecError(
                 f"the init function {init!r} must return a dict of start values, "
