@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .convergence import Finding, check_convergence, format_findings
+from .convergence import Finding, format_findings
+from .diagnose import model_dependencies
 from .errors import ConvergenceWarning, FileFormatError, HieraxError
 from .init import InitValues
 from .model_info import ModelInfo
@@ -65,11 +66,11 @@ class Fit:
     ) -> None:
         self.idata = idata
         self.info = dict(info or {})
-        self.findings = list(findings) if findings is not None else self._check()
         self.model_fn = model_fn
         self.data = dict(data or {})
         self.model_info = model_info
         self.source_model: Any = None
+        self.findings = list(findings) if findings is not None else self._check()
 
     # ------------------------------------------------------------------ reading
     @property
@@ -144,7 +145,10 @@ class Fit:
         )
 
     def _check(self) -> list[Finding]:
-        return check_convergence(self.idata, self.info.get("max_tree_depth"))
+        from .diagnose import diagnose
+
+        self._diagnosis = diagnose(self)
+        return list(self._diagnosis.findings)
 
     def check(self, warn: bool = True) -> list[Finding]:
         """Re-run the convergence checks; warn with one message naming the culprits."""
@@ -161,6 +165,9 @@ class Fit:
         """Diagnostics with advice (see :func:`hierax.diagnose.diagnose`)."""
         from .diagnose import diagnose
 
+        cached = getattr(self, "_diagnosis", None)
+        if cached is not None and list(cached.findings) == self.findings:
+            return cached
         return diagnose(self)
 
     def report(self, out: str | os.PathLike[str] = "hierax-report") -> Path:
@@ -441,9 +448,14 @@ def fit(
         else None,
         attrs=attrs,
     )
+    structure = {
+        "latent_sites": info.names("latent"),
+        "observed_sites": info.names("observed"),
+        "dependencies": model_dependencies(model_fn, cleaned),
+    }
     result = Fit(
         idata,
-        info={**output.info, "model": attrs["model"]},
+        info={**output.info, "model": attrs["model"], **structure},
         model_fn=model_fn,
         data=cleaned,
         model_info=info,
