@@ -150,8 +150,9 @@ def _shown_variables(result: Fit) -> list[str]:
         show = spec_from_fit(result).output.show
     except SpecError:
         show = None
-    if show:
-        return [name for name in show if name in result.posterior]
+    known = [name for name in show or [] if name in result.posterior]
+    if known:
+        return known
     names = [
         name
         for name, variable in result.posterior.data_vars.items()

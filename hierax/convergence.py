@@ -54,13 +54,20 @@ def convergence_table(idata: az.InferenceData) -> pd.DataFrame:
     return table[spread.reindex(table.index).fillna(0.0) > 0]
 
 
-def check_convergence(idata: az.InferenceData, max_tree_depth: int | None = None) -> list[Finding]:
-    """Run the baseline checks; a healthy fit returns an empty list."""
+def check_convergence(
+    idata: az.InferenceData,
+    max_tree_depth: int | None = None,
+    table: pd.DataFrame | None = None,
+) -> list[Finding]:
+    """Run the baseline checks; a healthy fit returns an empty list.
+
+    ``table`` is :func:`convergence_table` of ``idata`` when already computed.
+    """
     findings: list[Finding] = []
     posterior = idata["posterior"]
     chains = posterior.sizes["chain"]
     draws = posterior.sizes["draw"]
-    table = convergence_table(idata)
+    table = convergence_table(idata) if table is None else table
 
     if chains > 1:
         rhat = table["r_hat"]

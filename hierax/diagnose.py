@@ -645,10 +645,11 @@ def diagnose(fit: Fit, findings: Sequence[Finding] | None = None) -> Diagnosis:
         ``str(diagnosis)`` is one paragraph per finding; empty for a healthy fit.
     """
     idata = fit.idata
+    table = convergence_table(idata)
     baseline = (
         list(findings)
         if findings is not None
-        else check_convergence(idata, fit.info.get("max_tree_depth"))
+        else check_convergence(idata, fit.info.get("max_tree_depth"), table)
     )
     ctx = _context(fit)
     result: list[Finding] = []
@@ -663,4 +664,4 @@ def diagnose(fit: Fit, findings: Sequence[Finding] | None = None) -> Diagnosis:
     )
     result += _centering_advice(ctx, troubled)
     result += _non_identified(ctx)
-    return Diagnosis(findings=result, table=convergence_table(idata))
+    return Diagnosis(findings=result, table=table)

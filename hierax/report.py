@@ -488,15 +488,18 @@ def _scalar_variables(fit: Fit) -> list[str]:
 
 
 def _vector_variables(fit: Fit) -> list[str]:
-    """Vector variables per group level (not per observation), raw offsets last."""
+    """Vector variables: per group level first, then per observation, raw offsets last."""
     per_obs = _observation_dims(fit)
     vectors = [
-        str(n)
-        for n, v in fit.posterior.data_vars.items()
-        if v.ndim > 2 and not set(map(str, v.dims[2:])) & per_obs and _varies(fit, str(n))
+        str(n) for n, v in fit.posterior.data_vars.items() if v.ndim > 2 and _varies(fit, str(n))
     ]
-    raw = [n for n in vectors if n.startswith(("z_", "L_"))]
-    return [n for n in vectors if n not in raw] + raw
+
+    def rank(name: str) -> int:
+        if name.startswith(("z_", "L_")):
+            return 2
+        return 1 if set(map(str, fit.posterior[name].dims[2:])) & per_obs else 0
+
+    return sorted(vectors, key=rank)
 
 
 def _forest_variables(fit: Fit, scalars: Sequence[str], vectors: Sequence[str]) -> list[str]:

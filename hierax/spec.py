@@ -413,6 +413,10 @@ def _model_spec(table: Mapping[str, Any], folder: Path, source: str) -> ModelSpe
                 f"{key!r} in [model] of {source} applies to linear formulas only, not to a "
                 "nonlinear formula (params) or a calibration observation model."
             )
+    if not nonlinear and "functions" in model:
+        raise SpecError(
+            f"[model.functions] of {source} applies to nonlinear formulas ([model.params]) only."
+        )
     if nonlinear and "centered" in model and not isinstance(model["centered"], dict):
         raise SpecError(
             f"'centered' in [model] of {source} must be a table per group term for a nonlinear "

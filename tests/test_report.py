@@ -15,10 +15,13 @@ from browser import render_report
 from models import SCHOOLS, hierarchical_data, hierarchical_model, normal_data, normal_model
 
 import hierax as hx
+import hierax.model
+import hierax.nonlinear.model
 from hierax import plots, report
 from hierax.diagnose import Diagnosis
 from hierax.model import describe_formula_model
-from hierax.nonlinear.model import NonlinearModel, describe_nonlinear_model
+from hierax.nonlinear import param
+from hierax.nonlinear.model import NonlinearModel
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -130,7 +133,17 @@ def _section_of(page: str, name: str) -> str:
 
 
 def test_diagnostics_list_the_findings_of_a_bad_fit(monkeypatch):
-    bad = hx.fit(normal_model, normal_data(), chains=2, draws=20, warmup=20, seed=1, warn=False)
+    bad = hx.fit(
+        normal_model,
+        normal_data(),
+        chains=2,
+        draws=20,
+        warmup=20,
+        seed=1,
+        precondition="none",
+        progress=False,
+        warn=False,
+    )
     diagnosis = bad.diagnose()
     assert diagnosis.findings, "a 20-draw fit should have findings"
     monkeypatch.setattr(plots, "graphviz_available", lambda: False)
@@ -169,39 +182,74 @@ def test_report_is_replaced_atomically(fit, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
 
 
-def test_formula_fit_records_its_description_and_keeps_it_on_disk(tmp_path):
+def _formula_model() -> hx.Model:
     rng = np.random.default_rng(0)
     table = pd.DataFrame({"g": np.repeat(list("abcdef"), 6), "x": rng.normal(size=36)})
     table["y"] = 1 + 0.5 * table.x + np.repeat(rng.normal(size=6), 6) + rng.normal(size=36)
-    model = hx.Model("y ~ x + (1 | g)", data=table)
-    result = model.fit(chains=2, draws=100, warmup=100, seed=2, progress=False, warn=False)
-    description = result.info["description"]
-    assert description["kind"] == "formula" and description["formula"] == "y ~ x + (1 | g)"
-    assert description["family"] == "gaussian"
-    assert description["data"] == {"rows": 36, "columns": ["g", "x", "y"], "groups": {"g": 6}}
-    assert [row["parameter"] for row in description["priors"]] == list(model.priors.index)
-    loaded = hx.load(result.save(tmp_path / "fit.nc"))
-    assert loaded.info["description"] == description
-    page = report.render_report(loaded)
-    assert 'id="priors"' in page and "y ~ x + (1 | g)" in page
-    assert "levels of g" in page
-    assert "posterior predictive check" in page
+    return hx.Model("y ~ x + (1 | g)", data=table)
 
 
-def test_nonlinear_description_is_json():
+def _nonlinear_model() -> NonlinearModel:
     table = pd.DataFrame({"t": np.linspace(0, 5, 12), "batch": list("ab") * 6})
     table["y"] = 2.0 * np.exp(-0.5 * table["t"]) + 0.01 * np.arange(12)
-    model = NonlinearModel(
+    return NonlinearModel(
         "y ~ A * exp(-k * t)",
         table,
-        params={"A": "1 + (1 | batch)", "k": "1"},
-        priors={"A": "Normal(2, 1)", "k": "HalfNormal(1)", "sd_A_batch": "HalfNormal(1)"},
+        params={"A": "1 + (1 | batch)", "k": param("1", link="log")},
+        priors={"A": "Normal(2, 1)", "k_Intercept": "Normal(0, 1)", "sd_A_batch": "HalfNormal(1)"},
     )
-    description = describe_nonlinear_model(model)
+
+
+def _check_formula_description(description, model):
+    assert description["kind"] == "formula" and description["formula"] == "y ~ x + (1 | g)"
+    assert description["family"] == "gaussian" and description["link"] == "identity"
+    assert description["data"] == {"rows": 36, "columns": ["g", "x", "y"], "groups": {"g": 6}}
+    assert [row["parameter"] for row in description["priors"]] == list(model.priors.index)
+    assert [row["prior"] for row in description["priors"]] == list(model.priors["prior"])
+
+
+def _no_sampling(fit):
+    """A stand-in for hierax.fit that returns a copy of an existing fit."""
+    return lambda *args, **kwargs: hx.Fit(fit.idata, findings=[], info=dict(fit.info))
+
+
+def test_formula_fit_records_its_description_and_keeps_it_on_disk(fit, tmp_path, monkeypatch):
+    monkeypatch.setattr(hierax.model, "_fit", _no_sampling(fit))
+    model = _formula_model()
+    result = model.fit(seed=2)
+    description = result.info["description"]
+    _check_formula_description(description, model)
+    loaded = hx.load(result.save(tmp_path / "fit.nc"))
+    assert loaded.info["description"] == description
+    monkeypatch.setattr(report, "make_figures", lambda fit, truth=None: [])
+    page = report.render_report(loaded)
+    assert 'id="priors"' in page and "y ~ x + (1 | g)" in page
+    assert "levels of g" in page and "gaussian" in page
+
+
+def test_nonlinear_fit_records_its_description(fit, monkeypatch):
+    monkeypatch.setattr(hierax.nonlinear.model, "_fit", _no_sampling(fit))
+    description = _nonlinear_model().fit(seed=1).info["description"]
     assert json.loads(json.dumps(description)) == description
-    assert description["kind"] == "nonlinear"
-    assert description["params"] == {"A": "1 + (1 | batch)", "k": "1"}
+    assert description["kind"] == "nonlinear" and description["family"] == "gaussian"
+    assert description["params"] == {"A": "1 + (1 | batch)", "k": "1 (log link)"}
     assert description["data"]["groups"] == {"A_batch": 2}
+    assert description["data"]["rows"] == 12
+    assert {row["parameter"] for row in description["priors"]} >= {"A", "k_Intercept"}
+
+
+@pytest.mark.slow
+def test_report_of_a_sampled_formula_fit(tmp_path):
+    model = _formula_model()
+    result = model.fit(chains=2, draws=200, warmup=200, seed=2, progress=False, warn=False)
+    _check_formula_description(result.info["description"], model)
+    path = hx.load(result.save(tmp_path / "fit.nc")).report(tmp_path / "out")
+    page = path.read_text(encoding="utf-8")
+    assert "caterpillar: r_g" in _parse(page).captions
+    rendered = render_report(result.report(tmp_path / "live"))
+    assert rendered.broken_images == [] and rendered.summary_rows > 0
+    captions = [image.alt for image in rendered.images]
+    assert "posterior predictive check per index_g" in captions
 
 
 def test_formula_description_without_fitting_is_json():

@@ -107,6 +107,8 @@ def test_keys_of_the_wrong_kind_of_model() -> None:
         parse(function)
     with pytest.raises(SpecError, match="'link' in \\[model\\].*linear formulas only"):
         parse(BASE + 'link = "log"\n[model.params]\nk = "1"')
+    with pytest.raises(SpecError, match=r"\[model.functions\] .* nonlinear formulas"):
+        parse(BASE + '[model.functions]\nkepler = "x:y"')
     with pytest.raises(SpecError, match="'centered'.*table per group term"):
         parse(BASE + 'centered = true\n[model.params]\nk = "1"')
     with pytest.raises(SpecError, match="'centered'.*\"auto\", true, false"):
@@ -313,3 +315,26 @@ def test_parquet_without_an_engine_says_what_to_install(tmp_path: Path, monkeypa
     monkeypatch.setattr(pd, "read_parquet", missing_engine)
     with pytest.raises(hx.DataError, match="needs a Parquet engine: pip install pyarrow"):
         read_data(load_spec(spec_file))
+
+
+def test_functions_of_a_nonlinear_expression() -> None:
+    text = f"""
+[data]
+file = "{DATA / "calibration.csv"}"
+[model]
+formula = "readout ~ a + b * decay(time)"
+[model.params]
+a = "1"
+b = "1"
+[model.functions]
+decay = "jax.numpy:log1p"
+[model.priors]
+a = "Normal(0, 1)"
+b = "Normal(0, 1)"
+"""
+    model = build_model(parse(text))
+    import jax.numpy as jnp
+
+    assert model.functions["decay"] is jnp.log1p
+    with pytest.raises(SpecError, match="cannot import module 'nowhere'"):
+        build_model(parse(text.replace("jax.numpy:log1p", "nowhere:f")))
