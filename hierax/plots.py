@@ -335,6 +335,8 @@ def plot_ppc(
         if chosen == "intervals":
             codes, labels = _group_codes(fit, group, observed.size, group_labels)
             _group_intervals(ax, observed, predicted, codes, labels, probability)
+            if isinstance(group, str):
+                ax.set_xlabel(group)
         elif chosen == "bars":
             _count_bars(ax, observed, predicted, probability)
         else:

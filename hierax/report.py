@@ -256,9 +256,8 @@ def _model_html(description: Mapping[str, Any]) -> str:
     if kind == "function":
         rows.append(("model function", f"<code>{html.escape(str(description.get('name')))}</code>"))
     else:
-        rows.append(
-            (f"{kind} formula", f"<code>{html.escape(str(description.get('formula')))}</code>")
-        )
+        label = "formula" if kind == "formula" else f"{kind} formula"
+        rows.append((label, f"<code>{html.escape(str(description.get('formula')))}</code>"))
     for key in ("family", "link"):
         if description.get(key):
             rows.append((key, html.escape(str(description[key]))))
@@ -307,8 +306,18 @@ def _records_table(records: Sequence[Mapping[str, Any]], table_id: str) -> str:
 
 # ------------------------------------------------------------- diagnostics
 def _diagnostics_html(fit: Fit) -> str:
-    diagnosis = fit.diagnose()
-    parts = [f'<div id="diagnostics">{diagnosis.to_html()}</div>']
+    from .diagnose import Diagnosis
+
+    parts = []
+    try:
+        diagnosis = fit.diagnose()
+    except Exception as error:  # the report must still show what the fit holds
+        parts.append(
+            f'<p class="note">the full diagnosis failed ({html.escape(type(error).__name__)}: '
+            f"{html.escape(str(error))}); the convergence findings of the fit follow.</p>"
+        )
+        diagnosis = Diagnosis(findings=list(fit.findings))
+    parts.append(f'<div id="diagnostics">{diagnosis.to_html()}</div>')
     table = getattr(diagnosis, "table", None)
     if isinstance(table, pd.DataFrame) and not table.empty and "r_hat" in table:
         worst = table.sort_values("r_hat", ascending=False).iloc[:10]
@@ -432,7 +441,7 @@ def _ppc_figures(fit: Fit) -> list[ReportImage]:
     if group is not None:
         figures.append(
             _draw(
-                f"posterior predictive check per {group}",
+                f"posterior predictive check per {_group_stem(group)}",
                 lambda: _plots.plot_ppc(fit, kind="intervals", group=group),
             )
         )
@@ -526,8 +535,13 @@ def _group_variable(fit: Fit) -> str | None:
         if name not in fit.idata["constant_data"]:
             continue
         values = np.asarray(fit.idata["constant_data"][name])
-        stem = name.removeprefix("index_").removesuffix("_idx").removesuffix("_index")
+        stem = _group_stem(name)
         named = name in preferred or stem in dims or name.startswith("index_")
         if named and values.ndim == 1 and values.size == n_obs and values.dtype.kind in "iu":
             return name
     return None
+
+
+def _group_stem(name: str) -> str:
+    """``index_school``, ``school_idx`` -> ``school``."""
+    return name.removeprefix("index_").removesuffix("_idx").removesuffix("_index")

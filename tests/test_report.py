@@ -249,7 +249,7 @@ def test_report_of_a_sampled_formula_fit(tmp_path):
     rendered = render_report(result.report(tmp_path / "live"))
     assert rendered.broken_images == [] and rendered.summary_rows > 0
     captions = [image.alt for image in rendered.images]
-    assert "posterior predictive check per index_g" in captions
+    assert "posterior predictive check per g" in captions
 
 
 def test_formula_description_without_fitting_is_json():
