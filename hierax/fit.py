@@ -417,10 +417,48 @@ def fit(
         multistart=multistart,
         model_info=info,
     )
+    return assemble_fit(
+        model_fn,
+        cleaned,
+        info,
+        data_dims,
+        posterior=output.posterior,
+        sample_stats=output.sample_stats,
+        run_info=output.info,
+        seed=seed,
+        draws=draws,
+        prior=prior,
+        posterior_predictive=posterior_predictive,
+        log_likelihood=log_likelihood,
+        warn=warn,
+    )
+
+
+def assemble_fit(
+    model_fn: Callable[..., Any],
+    cleaned: Mapping[str, Any],
+    info: ModelInfo,
+    data_dims: Mapping[str, list[str]],
+    *,
+    posterior: Mapping[str, np.ndarray],
+    sample_stats: Mapping[str, np.ndarray],
+    run_info: Mapping[str, Any],
+    seed: int,
+    draws: int,
+    prior: bool = False,
+    posterior_predictive: bool = False,
+    log_likelihood: bool = False,
+    warn: bool = True,
+) -> Fit:
+    """Turn posterior draws of ``model_fn``'s sites into a checked :class:`Fit`.
+
+    ``posterior`` holds every latent and deterministic site, ``(chain, draw, ...)``;
+    ``run_info`` the sampler's settings and timings.
+    """
     key = jax.random.PRNGKey(seed + 1)
     predictive_key, prior_key = jax.random.split(key)
     observed = observed_values(model_fn, cleaned, info)
-    latent = {k: v for k, v in output.posterior.items() if k in info.names("latent")}
+    latent = {k: v for k, v in posterior.items() if k in info.names("latent")}
     prior_group, prior_predictive_group = (None, None)
     if prior:
         prior_group, prior_predictive_group = prior_draws(
@@ -432,8 +470,8 @@ def fit(
         "model": getattr(model_fn, "__name__", "model"),
     }
     idata = build_inference_data(
-        posterior=output.posterior,
-        sample_stats=output.sample_stats,
+        posterior=posterior,
+        sample_stats=sample_stats,
         info=info,
         observed=observed,
         constant=constant_values(cleaned, observed),
@@ -455,7 +493,7 @@ def fit(
     }
     result = Fit(
         idata,
-        info={**output.info, "model": attrs["model"], **structure},
+        info={**run_info, "model": attrs["model"], **structure},
         model_fn=model_fn,
         data=cleaned,
         model_info=info,

@@ -105,6 +105,16 @@ class Model:
     dropna : bool
         Drop rows with missing values in the formula's columns (with a warning)
         instead of raising.
+    marginalize : {"auto", True, False}
+        Integrate out the coefficients that enter the mean linearly with Gaussian
+        priors (intercept, fixed effects with Normal priors, every group term's
+        level effects) when the family is gaussian with identity link, and let
+        NUTS sample only the sds, correlations and sigma; the marginalized
+        coefficients are then drawn exactly from their conditional Gaussian, so
+        the fit holds the same variables. "auto" does this when possible
+        (``fit.info["marginalized"]`` lists the sites); False samples everything
+        with NUTS; True raises if the model does not qualify. ``fit(marginalize=...)``
+        overrides it per fit.
     """
 
     def __new__(cls, formula: str, data: Any = None, **kwargs: Any) -> Any:
@@ -136,8 +146,10 @@ class Model:
         centered: Literal["auto"] | bool | Mapping[str, bool] = "auto",
         zero_sum: bool | Mapping[str, bool] = False,
         dropna: bool = False,
+        marginalize: bool | Literal["auto"] = "auto",
     ) -> None:
         self.formula = formula
+        self.marginalize = marginalize
         self.table = read_table(data)
         self.parsed = parse_formula(formula)
         self.family, self.link = get_family(family, link)
@@ -328,7 +340,23 @@ class Model:
             for k, v in dims.items()
             if k in data or not k.startswith(("offset", "se", "trials"))
         }
-        result = _fit(self.model_fn, data, coords=coords, dims=dims, **kwargs)
+        marginalize = kwargs.pop("marginalize", self.marginalize)
+        result = None
+        if marginalize is not False:
+            from .marginal import fit_marginalized, plan_marginalization
+
+            plan = plan_marginalization(self)
+            if isinstance(plan, str):
+                if marginalize is True:
+                    raise ModelError(f"this model cannot be marginalized: {plan}.")
+                reason = plan
+            else:
+                result = fit_marginalized(self, plan, coords=coords, dims=dims, data=data, **kwargs)
+        if result is None:
+            result = _fit(self.model_fn, data, coords=coords, dims=dims, **kwargs)
+            result.info["marginalized"] = []
+            if marginalize is not False:
+                result.info["not_marginalized_because"] = reason
         result.source_model = self
         result.info["description"] = describe_formula_model(self)
         return result

@@ -36,26 +36,33 @@ def _vector_prior(prior: Prior, size: int) -> dist.Distribution:
     return base.to_event(1)
 
 
+def group_scale(group: GroupBlock, prior_sd: Prior, prior_cor: Prior) -> tuple[Any, Any]:
+    """Sample one group term's sds and correlation: ``(sd, scale_tril or None)``.
+
+    ``scale_tril`` (k, k) is the Cholesky factor of the effects' covariance for
+    correlated terms with k > 1, else None (independent effects with sds ``sd``).
+    """
+    k = group.n_coef
+    if k == 1:
+        return _sample(f"sd_{group.name}", prior_sd), None
+    if prior_sd.fixed is not None:
+        sd = numpyro.deterministic(f"sd_{group.name}", jnp.full(k, prior_sd.fixed))
+    else:
+        sd = numpyro.sample(f"sd_{group.name}", _vector_prior(prior_sd, k))
+    if not group.correlated:
+        return sd, None
+    cholesky = numpyro.sample(f"L_cor_{group.name}", prior_cor.build(dim=k))
+    numpyro.deterministic(f"cor_{group.name}", cholesky @ cholesky.T)
+    return sd, sd[:, None] * cholesky  # (k, k)
+
+
 def _group_effects(
     group: GroupBlock, prior_sd: Prior, prior_cor: Prior, options: GroupOptions
 ) -> Any:
     """Sample one group term's sds, correlation and level effects (levels, k)."""
     k = group.n_coef
     n_levels = len(group.levels)
-    if k == 1:
-        sd = _sample(f"sd_{group.name}", prior_sd)
-        scale_tril = None
-    else:
-        if prior_sd.fixed is not None:
-            sd = numpyro.deterministic(f"sd_{group.name}", jnp.full(k, prior_sd.fixed))
-        else:
-            sd = numpyro.sample(f"sd_{group.name}", _vector_prior(prior_sd, k))
-        if group.correlated:
-            cholesky = numpyro.sample(f"L_cor_{group.name}", prior_cor.build(dim=k))
-            numpyro.deterministic(f"cor_{group.name}", cholesky @ cholesky.T)
-            scale_tril = sd[:, None] * cholesky  # (k, k)
-        else:
-            scale_tril = None
+    sd, scale_tril = group_scale(group, prior_sd, prior_cor)
     if options.zero_sum:
         # effects that sum to zero over the levels (k == 1; checked by the Model)
         if options.centered:
