@@ -509,6 +509,110 @@ def _group_intervals(
     ax.legend(fontsize=8)
 
 
+# ---------------------------------------------------------- predictive band
+NEW_LEVEL = "(new level)"
+
+
+def band_covariates(fit: Fit) -> list[str]:
+    """Numeric predictors of a formula fit (candidates for :func:`plot_predictive_band`)."""
+    model = getattr(fit, "source_model", None)
+    if model is None or not hasattr(model, "parsed") or not hasattr(model, "design"):
+        return []
+    from .formula.design import used_columns
+
+    parsed = model.parsed
+    excluded = {parsed.response, parsed.se, parsed.trials, *parsed.offsets}
+    excluded |= {factor for term in parsed.groups for factor in term.factors}
+    return [
+        column
+        for column in used_columns(parsed)
+        if column not in excluded and _is_numeric(model.table[column])
+    ]
+
+
+def plot_predictive_band(
+    fit: Fit,
+    covariate: str,
+    *,
+    n_grid: int = 100,
+    kind: Literal["mean", "response"] = "mean",
+    new_level: bool = False,
+    seed: int = 0,
+) -> Figure:
+    """Posterior band of the mean (or of new responses) over a dense grid of one covariate.
+
+    Parameters
+    ----------
+    fit : Fit
+        A formula fit made in this session (``hierax.Model(...).fit()``).
+    covariate : str
+        A numeric column of the table; the grid spans its observed range.
+    n_grid : int
+        Grid points.
+    kind : {"mean", "response"}
+        Band of the expected value or of new observations.
+    new_level : bool
+        Predict for a new level of every grouping factor (group effects drawn
+        from the population, independently per grid point, so no draw lines
+        are drawn); by default for the most frequent level of each factor.
+    seed : int
+
+    Returns
+    -------
+    Figure
+        Nested 50/80/95 % intervals, the median and the observed data.
+    """
+    model = getattr(fit, "source_model", None)
+    if covariate not in band_covariates(fit) or model is None:
+        raise HieraxError(
+            f"a predictive band needs a formula fit and one of its numeric predictors "
+            f"{band_covariates(fit)}; got {covariate!r}."
+        )
+    grid = _grid_table(model, covariate, n_grid, new_level)
+    predicted = fit.predict(grid, kind=kind, allow_new_levels=new_level, seed=seed)
+    draws = np.asarray(predicted).reshape(-1, n_grid)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    plot_band(grid[covariate].to_numpy(), draws, ax=ax, seed=seed, n_lines=0 if new_level else 20)
+    response = model.parsed.response
+    ax.scatter(model.table[covariate], model.table[response], s=8, color="k", label="observed")
+    ax.set(xlabel=covariate, ylabel=response)
+    factors = [f for term in model.parsed.groups for f in term.factors]
+    held = ", ".join(f"{f} = {grid[f].iloc[0]}" for f in dict.fromkeys(factors))
+    title = f"{'mean' if kind == 'mean' else 'predicted'} {response}"
+    ax.set_title(f"{title} ({held})" if held else title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _is_numeric(series: Any) -> bool:
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return bool(is_numeric_dtype(series)) and not is_bool_dtype(series)
+
+
+def _grid_table(model: Any, covariate: str, n_grid: int, new_level: bool) -> Any:
+    """The covariate on a grid; other numeric columns at the median, others at the mode."""
+    import pandas as pd
+
+    table = model.table
+    values = table[covariate].to_numpy(dtype=float)
+    grid = {covariate: np.linspace(np.nanmin(values), np.nanmax(values), n_grid)}
+    factors = {factor for term in model.parsed.groups for factor in term.factors}
+    for column in table.columns:
+        if column in (covariate, model.parsed.response):
+            continue
+        series = table[column]
+        if new_level and column in factors:
+            grid[column] = np.full(n_grid, NEW_LEVEL, dtype=object)
+        elif _is_numeric(series):
+            grid[column] = np.full(n_grid, series.median())
+        else:
+            grid[column] = np.full(n_grid, series.mode().iloc[0], dtype=object)
+    return pd.DataFrame(grid)
+
+
 # ----------------------------------------------------------- group estimates
 def plot_caterpillar(
     fit: Fit,

@@ -379,6 +379,14 @@ def make_figures(fit: Fit, *, truth: Mapping[str, Any] | None = None) -> list[Re
         plans.append((f"caterpillar: {name}", _caterpillar(fit, name, truth)))
     figures = [_draw(title, make) for title, make in plans]
     figures += _ppc_figures(fit)
+    covariates = _plots.band_covariates(fit)
+    if covariates:
+        figures.append(
+            _draw(
+                f"predictive band over {covariates[0]}",
+                lambda: _plots.plot_predictive_band(fit, covariates[0]),
+            )
+        )
     if "prior" in fit.idata.groups():
         prior_vars = [n for n in scalars if n in fit.idata["prior"]][:MAX_SCALARS]
         if prior_vars:

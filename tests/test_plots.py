@@ -5,6 +5,7 @@ from __future__ import annotations
 import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from models import SCHOOLS, hierarchical_data, hierarchical_model
@@ -47,6 +48,30 @@ def count_fit() -> hx.Fit:
         dims={"y": ["obs"]},
     )
     return hx.Fit(idata, findings=[])
+
+
+@pytest.fixture(scope="module")
+def formula_fit() -> hx.Fit:
+    """A formula model with made-up posterior draws (enough for predictions; no sampling)."""
+    rng = np.random.default_rng(4)
+    table = pd.DataFrame({"g": np.repeat(list("abcd"), 5), "x": rng.normal(size=20)})
+    table["y"] = 1.0 + 0.5 * table["x"] + rng.normal(size=20)
+    model = hx.Model("y ~ x + (1 | g)", data=table, centered=True)
+    shape = (2, 50)
+    idata = az.from_dict(
+        posterior={
+            "Intercept": rng.normal(1.0, 0.1, shape),
+            "b_x": rng.normal(0.5, 0.1, shape),
+            "sd_g": np.abs(rng.normal(0.5, 0.1, shape)),
+            "r_g": rng.normal(0.0, 0.3, (*shape, 4)),
+            "sigma": np.abs(rng.normal(1.0, 0.1, shape)),
+        },
+        coords={"g": list("abcd")},
+        dims={"r_g": ["g"]},
+    )
+    fit = hx.Fit(idata, findings=[])
+    fit.source_model = model
+    return fit
 
 
 def _has_data(fig: Figure) -> bool:
@@ -148,3 +173,20 @@ def test_plate_diagram_with_graphviz(fit):
     assert isinstance(fig, Figure)
     assert fig.axes[0].images
     plt.close(fig)
+
+
+def test_predictive_band_over_a_dense_grid(formula_fit):
+    assert plots.band_covariates(formula_fit) == ["x"]
+    fig = plots.plot_predictive_band(formula_fit, "x", n_grid=60)
+    ax = fig.axes[0]
+    (median,) = [line for line in ax.lines if line.get_label() == "median"]
+    assert len(median.get_xdata()) == 60
+    assert "g = " in ax.get_title()
+    plt.close(fig)
+
+
+def test_predictive_band_needs_a_numeric_predictor_of_a_formula_fit(formula_fit, count_fit):
+    with pytest.raises(HieraxError, match="numeric predictors"):
+        plots.plot_predictive_band(formula_fit, "g")
+    with pytest.raises(HieraxError, match="formula fit"):
+        plots.plot_predictive_band(count_fit, "x")

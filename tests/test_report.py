@@ -250,6 +250,7 @@ def test_report_of_a_sampled_formula_fit(tmp_path):
     assert rendered.broken_images == [] and rendered.summary_rows > 0
     captions = [image.alt for image in rendered.images]
     assert "posterior predictive check per g" in captions
+    assert "predictive band over x" in captions
 
 
 def test_formula_description_without_fitting_is_json():
