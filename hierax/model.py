@@ -353,6 +353,7 @@ class Model:
             else:
                 result = fit_marginalized(self, plan, coords=coords, dims=dims, data=data, **kwargs)
         if result is None:
+            kwargs.pop("draw_method", None)
             result = _fit(self.model_fn, data, coords=coords, dims=dims, **kwargs)
             result.info["marginalized"] = []
             if marginalize is not False:

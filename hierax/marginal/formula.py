@@ -26,6 +26,7 @@ import numpyro.distributions as dist
 import scipy.sparse as sparse
 from numpyro import handlers
 
+from ..errors import ModelError
 from ..formula.build import _sample, _stacked_coefficient_priors, auxiliary_parameters, group_scale
 from ..formula.design import GroupBlock
 from ..priors import Prior
@@ -349,11 +350,19 @@ def fit_marginalized(
     posterior_predictive: bool = False,
     log_likelihood: bool = False,
     warn: bool = True,
+    draw_method: str = "auto",
     **sampler: Any,
 ) -> Fit:
-    """Sample the collapsed model with NUTS, then draw the marginalized sites exactly."""
+    """Sample the collapsed model, then draw the marginalized sites exactly.
+
+    ``draw_method``: "auto" tries independence Metropolis-Hastings from a
+    Student-t at the mode of the collapsed posterior (small models, checked by
+    Pareto k and acceptance) and falls back to NUTS; "nuts" or "independence"
+    force one (the latter raises when its checks fail).
+    """
     from ..fit import assemble_fit
-    from ..sampling import prepare, run_nuts
+    from ..independence import run_independence
+    from ..sampling import SamplerOutput, prepare, run_nuts
 
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
@@ -368,17 +377,39 @@ def fit_marginalized(
             if isinstance(init, list | tuple)
             else {k: v for k, v in dict(init).items() if k in kept}
         )
-    output = run_nuts(
-        collapsed,
-        collapsed_data,
-        chains=chains,
-        draws=draws,
-        warmup=warmup,
-        seed=seed,
-        init=init,
-        model_info=collapsed_info,
-        **sampler,
-    )
+    output: SamplerOutput | str = "NUTS was asked for"
+    if draw_method not in ("auto", "nuts", "independence"):
+        raise ModelError(
+            f"draw_method must be 'auto', 'nuts' or 'independence', got {draw_method!r}."
+        )
+    if draw_method != "nuts" and init is None:
+        output = run_independence(
+            collapsed,
+            collapsed_data,
+            chains=chains,
+            draws=draws,
+            warmup=warmup,
+            seed=seed,
+            model_info=collapsed_info,
+        )
+        if isinstance(output, str) and draw_method == "independence":
+            raise ModelError(f"independence sampling is not possible here: {output}.")
+    fallback = output if isinstance(output, str) else None
+    if isinstance(output, str):
+        output = run_nuts(
+            collapsed,
+            collapsed_data,
+            chains=chains,
+            draws=draws,
+            warmup=warmup,
+            seed=seed,
+            init=init,
+            model_info=collapsed_info,
+            **sampler,
+        )
+        output.info["method"] = "nuts"
+        if draw_method == "auto":
+            output.info["independence_not_used_because"] = fallback
     started = time.perf_counter()
     drawn = draw_marginalized(
         plan, model._priors, output.posterior, jax.random.fold_in(jax.random.PRNGKey(seed), 7)
