@@ -10,7 +10,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._runtime import configure_jax as _configure_jax
-from ._runtime import set_precision
+from ._runtime import enable_compilation_cache, set_precision
 
 _configure_jax()
 
@@ -50,6 +50,7 @@ __all__ = [
     "SamplingError",
     "__version__",
     "check_convergence",
+    "enable_compilation_cache",
     "factorize",
     "fit",
     "latent",

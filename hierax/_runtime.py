@@ -67,3 +67,32 @@ def set_precision(precision: str) -> None:
     if precision not in ("float64", "float32"):
         raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
     jax.config.update("jax_enable_x64", precision == "float64")
+
+
+CACHE_ENV = "HIERAX_COMPILATION_CACHE"
+
+
+def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> str | None:
+    """Keep compiled XLA programs on disk so that a repeated fit skips compilation.
+
+    Uses JAX's persistent compilation cache. The folder is ``path``, else
+    ``$HIERAX_COMPILATION_CACHE``, else ``~/.cache/hierax/jax``; setting the
+    variable to an empty string disables the cache. The ``hierax`` command
+    line turns it on. Returns the folder used, or None when disabled.
+    """
+    import jax
+
+    if path is None:
+        configured = os.environ.get(CACHE_ENV)
+        if configured == "":
+            return None
+        path = configured or os.path.join(os.path.expanduser("~"), ".cache", "hierax", "jax")
+    folder = os.fspath(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return None  # a read-only home: run without the cache
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder

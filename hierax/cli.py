@@ -483,6 +483,9 @@ def _message(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ._runtime import enable_compilation_cache
+
+    enable_compilation_cache()  # a repeated command skips XLA compilation
     try:
         return int(args.handler(args))
     except USER_ERRORS as error:

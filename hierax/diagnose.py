@@ -274,8 +274,10 @@ def _funnel_pairs(ctx: _Context) -> list[tuple[str, str, bool]]:
 def _funnels(ctx: _Context) -> list[_Funnel]:
     found: list[_Funnel] = []
     divergent = ctx.divergent.reshape(-1) if ctx.divergent is not None else None
+    # effects drawn exactly from their conditional Gaussian were never seen by the sampler
+    marginalized = set(ctx.fit.info.get("marginalized", []))
     for scale, effects, centered in _funnel_pairs(ctx):
-        if scale == effects:
+        if scale == effects or effects in marginalized:
             continue
         s_draws = ctx.posterior[scale]
         e_draws = ctx.posterior[effects]
@@ -476,7 +478,8 @@ def _non_identified(ctx: _Context) -> list[Finding]:
         return []
     positive = {n: ctx.positive(n) for n in names}
     post, labels = _columns(ctx.posterior, names, positive)
-    keep = post.std(axis=0) > 0
+    # constants (fixed values, a correlation matrix's unit diagonal) carry no information
+    keep = post.std(axis=0) > 1e-9 * np.maximum(1.0, np.abs(post.mean(axis=0)))
     post, labels = post[:, keep], [lab for lab, k in zip(labels, keep, strict=True) if k]
     if post.shape[1] < 2:
         return []

@@ -1,0 +1,285 @@
+"""Exact marginalization: the collapsed density and conditional draws against dense references,
+and collapsed fits against plain NUTS (same posterior)."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats as st
+
+import hierax as hx
+from hierax.independence import _independence_chains
+from hierax.marginal import plan_marginalization
+from hierax.marginal.formula import marginal_log_density
+from hierax.marginal.gaussian import (
+    Blocks,
+    conditional_draw,
+    gram_statistics,
+    marginal_log_likelihood,
+)
+
+
+def grouped_table(seed: int = 0, n_levels: int = 6, per_level: int = 8) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_levels), per_level)
+    h = rng.integers(0, 4, size=g.size)
+    x = rng.normal(size=g.size)
+    a = rng.normal(0, 1.0, n_levels)
+    slope = rng.normal(0, 0.5, n_levels)
+    y = 1.0 + 0.5 * x + a[g] + slope[g] * x + 0.3 * h + rng.normal(0, 0.7, g.size)
+    return pd.DataFrame(
+        {
+            "y": y,
+            "x": x,
+            "g": [f"g{i}" for i in g],
+            "h": [f"h{i}" for i in h],
+            "se": rng.uniform(0.5, 1.0, g.size),
+        }
+    )
+
+
+# ---------------------------------------------------------- the Gaussian core
+
+
+def dense_reference(W, Xs, offset, y, d0, m, prior_cov, beta_s, kappa):
+    """log N(y; W m + Xs beta_s + offset, (kappa D0)^-1 + W Lambda^-1 W') with dense matrices."""
+    mean = W @ m + Xs @ beta_s + offset
+    cov = np.diag(1.0 / (kappa * d0)) + W @ prior_cov @ W.T
+    return st.multivariate_normal(mean, cov).logpdf(y)
+
+
+def test_marginal_log_likelihood_equals_dense_computation():
+    rng = np.random.default_rng(3)
+    n, n_fixed, levels, k = 40, 2, 5, 2
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    Xs = rng.normal(size=(n, 1))
+    index = rng.integers(0, levels, n)
+    Z = np.column_stack([np.ones(n), rng.normal(size=n)])
+    G = np.zeros((n, levels * k))
+    for j in range(k):
+        G[np.arange(n), index * k + j] = Z[:, j]
+    W = np.hstack([X, G])
+    y, offset = rng.normal(size=n), rng.normal(size=n) * 0.1
+    d0 = rng.uniform(0.5, 2.0, n)
+    m = np.concatenate([[0.3, -0.2], np.zeros(levels * k)])
+    fixed_sd = np.array([2.0, 1.5])
+    tril = np.array([[0.8, 0.0], [0.3, 0.5]])
+    prior_cov = np.zeros((W.shape[1], W.shape[1]))
+    prior_cov[:2, :2] = np.diag(fixed_sd**2)
+    for level in range(levels):
+        s = slice(2 + level * k, 2 + (level + 1) * k)
+        prior_cov[s, s] = tril @ tril.T
+    beta_s, kappa = np.array([0.7]), 1.0 / 0.6**2
+    stats = gram_statistics(W, Xs, offset, y, d0)
+    blocks = Blocks.layout(n_fixed, [(levels, k)])
+    value = marginal_log_likelihood(
+        stats,
+        blocks,
+        jnp.asarray(m),
+        jnp.asarray(1.0 / fixed_sd**2),
+        [jnp.asarray(tril)],
+        jnp.asarray(beta_s),
+        jnp.asarray(kappa),
+    )
+    expected = dense_reference(W, Xs, offset, y, d0, m, prior_cov, beta_s, kappa)
+    assert float(value) == pytest.approx(expected, rel=1e-10, abs=1e-8)
+
+    # the conditional draws have the exact conditional mean and covariance
+    precision = np.linalg.inv(prior_cov) + kappa * (W.T * d0) @ W
+    residual = y - W @ m - Xs @ beta_s - offset
+    mean = m + np.linalg.solve(precision, kappa * (W.T * d0) @ residual)
+    keys = jax.random.split(jax.random.PRNGKey(0), 4000)
+    draws = np.asarray(
+        jax.vmap(
+            lambda key: conditional_draw(
+                key,
+                stats,
+                blocks,
+                jnp.asarray(m),
+                jnp.asarray(1.0 / fixed_sd**2),
+                [jnp.asarray(tril)],
+                jnp.asarray(beta_s),
+                jnp.asarray(kappa),
+            )
+        )(keys)
+    )
+    sd = np.sqrt(np.diag(np.linalg.inv(precision)))
+    assert np.all(np.abs(draws.mean(axis=0) - mean) < 4 * sd / np.sqrt(len(keys)))
+    np.testing.assert_allclose(
+        np.cov(draws, rowvar=False), np.linalg.inv(precision), atol=0.1 * sd.max() ** 2
+    )
+
+
+def test_gradient_of_marginal_log_likelihood_matches_finite_differences():
+    rng = np.random.default_rng(5)
+    n, levels = 30, 4
+    index = rng.integers(0, levels, n)
+    W = np.zeros((n, 1 + levels))
+    W[:, 0] = 1.0
+    W[np.arange(n), 1 + index] = 1.0
+    y = rng.normal(size=n)
+    stats = gram_statistics(W, np.zeros((n, 0)), None, y)
+    blocks = Blocks.layout(1, [(levels, 1)])
+
+    def f(params):
+        log_sd, log_sigma = params
+        return marginal_log_likelihood(
+            stats,
+            blocks,
+            jnp.zeros(1 + levels),
+            jnp.array([0.25]),
+            [jnp.exp(log_sd).reshape(1, 1)],
+            jnp.zeros(0),
+            jnp.exp(-2 * log_sigma),
+        )
+
+    point = jnp.array([0.1, -0.3])
+    grad = np.asarray(jax.grad(f)(point))
+    eps = 1e-6
+    numeric = [
+        (float(f(point + eps * e)) - float(f(point - eps * e))) / (2 * eps) for e in np.eye(2)
+    ]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6)
+
+
+# ------------------------------------------------------------ formula models
+
+
+@pytest.mark.parametrize(
+    ("formula", "extra"),
+    [
+        ("y ~ x + (1 | g)", {}),
+        ("y ~ x + (1 | g) + (1 | h)", {}),
+        ("y ~ x + (x | g)", {}),
+        ("y ~ x + (x || g)", {}),
+        ("y | se(se) ~ x + (1 | g)", {}),
+    ],
+    ids=["intercepts", "crossed", "correlated", "uncorrelated", "se"],
+)
+def test_collapsed_density_of_formula_models_equals_dense_reference(formula, extra):
+    table = grouped_table()
+    model = hx.Model(formula, table, **extra)
+    plan = plan_marginalization(model)
+    assert not isinstance(plan, str), plan
+    values = {"sigma": 0.8}
+    prior_cov_blocks = []
+    design = model.design
+    for group in design.groups:
+        k = group.n_coef
+        sd = np.linspace(0.6, 1.1, k)
+        values[f"sd_{group.name}"] = sd if k > 1 else sd[0]
+        cov = np.diag(sd**2)
+        if group.correlated and k > 1:
+            cor = np.array([[1.0, 0.4], [0.4, 1.0]])
+            values[f"L_cor_{group.name}"] = np.linalg.cholesky(cor)
+            cov = np.outer(sd, sd) * cor
+        prior_cov_blocks += [cov] * len(group.levels)
+    value = float(marginal_log_density(plan, model._priors, values))
+
+    # dense reference: y ~ N(X m, S + X S0 X' + sum Z_g Sigma_g Z_g')
+    X = design.X
+    loc = np.array([float(model._priors[n].build().loc) for n in ("Intercept", "b_x")])
+    s0 = np.diag([float(model._priors[n].build().scale) ** 2 for n in ("Intercept", "b_x")])
+    cov = X @ s0 @ X.T
+    noise = design.se**2 if design.se is not None else np.full(design.n, 0.8**2)
+    cov = cov + np.diag(noise)
+    start = 0
+    for group in design.groups:
+        levels, k = len(group.levels), group.n_coef
+        Wg = np.zeros((design.n, levels * k))
+        for j in range(k):
+            Wg[np.arange(design.n), group.index * k + j] = group.Z[:, j]
+        block = np.zeros((levels * k, levels * k))
+        for level in range(levels):
+            s = slice(level * k, (level + 1) * k)
+            block[s, s] = prior_cov_blocks[start + level]
+        start += levels
+        cov = cov + Wg @ block @ Wg.T
+    expected = st.multivariate_normal(X @ loc, cov).logpdf(design.y)
+    assert value == pytest.approx(expected, rel=1e-9)
+
+
+def test_non_gaussian_family_is_not_marginalized():
+    table = grouped_table()
+    table["count"] = np.random.default_rng(0).poisson(3, len(table))
+    plan = plan_marginalization(hx.Model("count ~ x + (1 | g)", table, family="poisson"))
+    assert isinstance(plan, str) and "poisson" in plan
+    with pytest.raises(hx.ModelError, match="cannot be marginalized"):
+        hx.Model("count ~ x + (1 | g)", table, family="poisson", marginalize=True).fit(draws=10)
+
+
+def test_zero_sum_terms_are_not_marginalized():
+    plan = plan_marginalization(hx.Model("y ~ x + (1 | g)", grouped_table(), zero_sum=True))
+    assert isinstance(plan, str) and "zero-sum" in plan
+
+
+def test_independence_chains_accept_by_the_ratio():
+    log_ratio = np.array([[0.0, -np.inf, 0.5, 0.4]])
+    held, prob = _independence_chains(log_ratio, np.array([[0.0, 0.5, 0.5, 0.99]]))
+    assert held.tolist() == [[0, 0, 2, 2]]
+    assert prob[0, 1] == 0.0 and prob[0, 2] == 1.0
+    assert prob[0, 3] == pytest.approx(np.exp(-0.1))
+
+
+def fit_quietly(model, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hx.ConvergenceWarning)
+        return model.fit(progress=False, chains=4, draws=1000, warmup=1000, **kwargs)
+
+
+def assert_same_posterior(marginal, plain):
+    a = marginal.summary(round_to="none")
+    b = plain.summary(round_to="none")
+    assert list(marginal.posterior.data_vars) == list(plain.posterior.data_vars)
+    for name in plain.posterior.data_vars:
+        assert marginal.posterior[name].dims == plain.posterior[name].dims
+    b = b.loc[a.index]
+    varying = b["sd"] > 1e-12
+    a, b = a[varying], b[varying]
+    mcse = np.sqrt(a["mcse_mean"] ** 2 + b["mcse_mean"] ** 2)
+    z = (a["mean"] - b["mean"]).abs() / mcse
+    assert z.max() < 4.0, z.sort_values().tail()
+    ratio = a["sd"] / b["sd"]
+    assert ratio.between(0.9, 1.1).all(), ratio.sort_values()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ x + (1 | g)",
+        "y ~ x + (1 | g) + (1 | h)",
+        "y ~ x + (x | g)",
+        "y | se(se) ~ x + (1 | g)",
+    ],
+    ids=["intercepts", "crossed", "correlated", "se"],
+)
+@pytest.mark.parametrize("method", ["independence", "nuts"])
+def test_marginalized_fit_has_the_plain_posterior(formula, method):
+    table = grouped_table(seed=1, n_levels=8, per_level=10)
+    model = hx.Model(formula, table)
+    marginal = fit_quietly(model, seed=1, draw_method=method)
+    plain = fit_quietly(model, seed=2, marginalize=False)
+    assert marginal.info["method"] == ("independence_mh" if method == "independence" else "nuts")
+    assert "r_g" in marginal.info["marginalized"] or "z_g" in marginal.info["marginalized"]
+    assert plain.info["marginalized"] == []
+    assert_same_posterior(marginal, plain)
+
+
+def test_marginalized_fit_records_and_keeps_every_site():
+    table = grouped_table(seed=2)
+    model = hx.Model("y ~ x + (1 | g)", table, centered=False)
+    result = model.fit(seed=0, chains=2, draws=200, warmup=200, progress=False)
+    assert result.info["marginalized"] == ["Intercept", "b_x", "z_g"]
+    assert set(result.posterior.data_vars) == {"Intercept", "b_x", "sd_g", "z_g", "r_g", "sigma"}
+    np.testing.assert_allclose(
+        result.draws("r_g"), result.draws("z_g") * result.draws("sd_g")[:, None], rtol=1e-9
+    )
+    assert list(result.posterior["r_g"].coords["g"].values) == [f"g{i}" for i in range(6)]
+    predicted = result.predict(table.iloc[:3])
+    assert predicted.shape[-1] == 3
