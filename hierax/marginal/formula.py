@@ -416,7 +416,7 @@ def fit_marginalized(
     )
     conditional_seconds = time.perf_counter() - started
     posterior = {**output.posterior, **drawn}
-    wanted = info.names("latent") + info.names("deterministic")
+    wanted = [n for n, site in info.sites.items() if site.kind in ("latent", "deterministic")]
     missing = [n for n in wanted if n not in posterior]
     if missing:  # pragma: no cover - a site the plan does not know about is a bug
         raise RuntimeError(f"marginalized fit lacks sites {missing}")
