@@ -251,6 +251,9 @@ class Fit:
         os.close(handle)
         try:
             idata.to_netcdf(temporary, engine="h5netcdf")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; use the usual mode
             os.replace(temporary, path)
         finally:
             if os.path.exists(temporary):

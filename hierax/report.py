@@ -109,6 +109,9 @@ def write_report(
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(page)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; use the usual mode
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
