@@ -244,8 +244,12 @@ def assert_same_posterior(marginal, plain):
     mcse = np.sqrt(a["mcse_mean"] ** 2 + b["mcse_mean"] ** 2)
     z = (a["mean"] - b["mean"]).abs() / mcse
     assert z.max() < 4.0, z.sort_values().tail()
+    # sds within 10 %, or within Monte Carlo error where that is wider (the sd of a
+    # 4-level group's sd has a Monte Carlo error of ~6 % with 4000 draws)
     ratio = a["sd"] / b["sd"]
-    assert ratio.between(0.9, 1.1).all(), ratio.sort_values()
+    sd_error = np.sqrt(a["mcse_sd"] ** 2 + b["mcse_sd"] ** 2)
+    agree = ratio.between(0.9, 1.1) | ((a["sd"] - b["sd"]).abs() < 4 * sd_error)
+    assert agree.all(), ratio[~agree]
 
 
 @pytest.mark.slow
@@ -301,3 +305,42 @@ def test_student_t_proposal_matches_scipy_multivariate_t():
     standard = np.linalg.solve(SCALE * chol, (draws - proposal.mean).T).T
     statistic = (standard**2).sum(axis=1) / 3
     assert st.kstest(statistic, st.f(3, 5.0).cdf).pvalue > 0.01
+
+
+@pytest.mark.slow
+def test_independence_draws_match_grid_quadrature_of_the_collapsed_posterior():
+    """Crossed model collapsed to (sd_g, sd_h, sigma): exact moments by quadrature."""
+    from hierax.marginal.formula import collapsed_model
+    from hierax.sampling import _initial_unconstrained, _Unconstrained, prepare
+
+    table = grouped_table(seed=1, n_levels=8, per_level=10)
+    model = hx.Model("y ~ x + (1 | g) + (1 | h)", table)
+    plan = plan_marginalization(model)
+    collapsed = collapsed_model(plan, model._priors)
+    data, _, _ = prepare(collapsed, {"gram": plan.stats.gram})
+    numpyro_info, start, unravel = _initial_unconstrained(
+        collapsed, data, None, 1, jax.random.PRNGKey(0)
+    )
+    target = _Unconstrained(numpyro_info.potential_fn, unravel)
+    assert sorted(unravel(jnp.zeros(3))) == ["sd_g", "sd_h", "sigma"]
+    # log sd_g, log sd_h, log sigma on a grid wide enough to hold all the mass
+    axes = [np.linspace(-2.5, 2.5, 80), np.linspace(-9.0, 2.5, 120), np.linspace(-0.8, 0.2, 60)]
+    grid = np.stack([x.reshape(-1) for x in np.meshgrid(*axes, indexing="ij")], axis=1)
+    log_density = np.asarray(jax.jit(jax.vmap(target.log_density))(jnp.asarray(grid)))
+    weights = np.exp(log_density - log_density.max())
+    weights /= weights.sum()
+    exact = {
+        name: float(weights @ np.exp(grid[:, i]))
+        for i, name in enumerate(sorted(["sd_g", "sd_h", "sigma"]))
+    }
+    edges = weights.reshape(80, 120, 60)
+    assert edges[[0, -1]].sum() + edges[:, [0, -1]].sum() + edges[:, :, [0, -1]].sum() < 1e-4
+
+    result = fit_quietly(model, seed=4, draw_method="independence")
+    table_ = result.summary(["sd_g", "sd_h", "sigma"], round_to="none")
+    for name, value in exact.items():
+        assert abs(table_.loc[name, "mean"] - value) < 4 * table_.loc[name, "mcse_mean"], (
+            name,
+            table_.loc[name, "mean"],
+            value,
+        )
