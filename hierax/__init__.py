@@ -2,7 +2,9 @@
 
 Importing hierax configures JAX before first use: 64-bit floats (set
 ``HIERAX_PRECISION=float32`` to switch) and one virtual CPU device per core
-(at least four) so that chains run in parallel.
+(at least four) so that chains run in parallel. Compiled programs are cached
+on disk (``~/.cache/hierax/jax``; ``HIERAX_COMPILATION_CACHE=""`` turns this
+off), so refitting a model skips compilation.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from ._runtime import configure_jax as _configure_jax
 from ._runtime import enable_compilation_cache, set_precision
 
 _configure_jax()
+enable_compilation_cache()  # repeated fits of the same model skip XLA compilation
 
 import warnings as _warnings  # noqa: E402
 
