@@ -70,7 +70,6 @@ def set_precision(precision: str) -> None:
 
 
 CACHE_ENV = "HIERAX_COMPILATION_CACHE"
-CACHE_MAX_BYTES = 2 * 1024**3
 
 
 def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> str | None:
@@ -99,5 +98,6 @@ def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> str 
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)  # oldest evicted
+    # No size cap: JAX's LRU eviction races between concurrent processes (entries
+    # deleted under another process's feet). Delete the folder to reclaim space.
     return folder

@@ -43,7 +43,11 @@ def test_sampler_health(name: str) -> None:
     assert fit.divergences == 0
     assert (table["r_hat"] <= 1.01).all(), table["r_hat"]
     assert (table["ess_bulk"] >= 400).all(), table["ess_bulk"]
-    assert not np.asarray(fit.idata["sample_stats"]["reached_max_treedepth"]).any()
+    stats = fit.idata["sample_stats"]
+    if fit.info.get("method") == "independence_mh":  # collapsed model, no trajectories
+        assert fit.info["pareto_k"] <= 0.7 and fit.info["acceptance_rate"] > 0.25
+    else:
+        assert not np.asarray(stats["reached_max_treedepth"]).any()
     assert fit.findings == []
 
 

@@ -42,7 +42,11 @@ def test_crossed_formula_is_healthy_and_recovers_scales() -> None:
     fit = crossed_fit()
     table = fit.summary()
     assert fit.divergences == 0
-    assert not np.asarray(fit.idata["sample_stats"]["reached_max_treedepth"]).any()
+    stats = fit.idata["sample_stats"]
+    if fit.info.get("method") == "independence_mh":  # collapsed model, no trajectories
+        assert fit.info["pareto_k"] <= 0.7 and fit.info["acceptance_rate"] > 0.25
+    else:
+        assert not np.asarray(stats["reached_max_treedepth"]).any()
     assert (table["r_hat"] <= 1.01).all()
     assert (table["ess_bulk"] >= 400).all()
     truth = crossed.truth()
