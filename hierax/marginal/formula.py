@@ -41,6 +41,8 @@ __all__ = ["MarginalPlan", "fit_marginalized", "plan_marginalization"]
 
 #: Above this many marginalized coefficients the dense Cholesky of P costs too much per step.
 MAX_MARGINALIZED = 2500
+#: A largest group term with at least this many coefficients is factorized per level.
+SPLIT_MIN = 200
 _DRAW_BATCH = 64
 
 
@@ -152,16 +154,21 @@ def plan_marginalization(model: Model) -> MarginalPlan | str:
     sites = _fixed_sites(model)
     marginal = [s for s in sites if s.kind == "marginal"]
     n_fixed = sum(s.width for s in marginal)
-    terms = [(len(g.levels), g.n_coef) for g in design.groups]
+    groups = list(design.groups)
+    # the largest term goes last; with many levels it is eliminated blockwise (Schur)
+    groups.sort(key=lambda g: len(g.levels) * g.n_coef)
+    terms = [(len(g.levels), g.n_coef) for g in groups]
     p = n_fixed + sum(levels * k for levels, k in terms)
     if p == 0:
         return "no coefficient has a Gaussian prior"
-    if p > MAX_MARGINALIZED:
-        return f"{p} coefficients exceed the dense limit of {MAX_MARGINALIZED}"
+    tail = terms[-1] if terms and terms[-1][0] * terms[-1][1] >= SPLIT_MIN else None
+    head = p - (tail[0] * tail[1] if tail else 0)
+    if head > MAX_MARGINALIZED:
+        return f"{head} coefficients exceed the dense limit of {MAX_MARGINALIZED}"
     X = np.asarray(design.X, dtype=float)
     W = sparse.hstack(
         [sparse.csr_matrix(X[:, s.columns]) for s in marginal]
-        + [_group_columns(g) for g in design.groups],
+        + [_group_columns(g) for g in groups],
         format="csr",
     )
     sampled = [s for s in sites if s.kind == "sampled"]
@@ -173,7 +180,7 @@ def plan_marginalization(model: Model) -> MarginalPlan | str:
         if s.kind == "constant" and s.constant is not None:
             offset = offset + X[:, s.columns] @ s.constant
     row_precision = None if design.se is None else 1.0 / np.asarray(design.se, float) ** 2
-    stats = gram_statistics(W, X_sampled, offset, design.y, row_precision)
+    stats = gram_statistics(W, X_sampled, offset, design.y, row_precision, tail=tail)
     prior_mean = np.concatenate(
         [s.loc for s in marginal if s.loc is not None] + [np.zeros(p - n_fixed)]
     )
@@ -182,8 +189,8 @@ def plan_marginalization(model: Model) -> MarginalPlan | str:
     )
     return MarginalPlan(
         fixed=tuple(sites),
-        groups=tuple(design.groups),
-        centered=tuple(model.group_options[g.name].centered for g in design.groups),
+        groups=tuple(groups),
+        centered=tuple(model.group_options[g.name].centered for g in groups),
         blocks=Blocks.layout(n_fixed, terms),
         prior_mean=prior_mean,
         fixed_precision=fixed_precision,
@@ -226,18 +233,28 @@ def _hyperparameters(
     return values, trils, noise_precision
 
 
-def _stats_with(plan: MarginalPlan, gram: Any) -> GramStatistics:
+def _stats_with(plan: MarginalPlan, arrays: Mapping[str, Any]) -> GramStatistics:
     s = plan.stats
-    return GramStatistics(gram, s.n_rows, s.log_det_d0, s.p)
+    return GramStatistics(
+        arrays["gram"], s.n_rows, s.log_det_d0, s.p, arrays.get("cross"), arrays.get("tail")
+    )
+
+
+def collapsed_data(plan: MarginalPlan) -> dict[str, np.ndarray]:
+    """The data arguments of the collapsed model (passed as data, not compiled in)."""
+    data = {"gram": plan.stats.gram}
+    if plan.stats.tail is not None:
+        data.update(cross=plan.stats.cross, tail=plan.stats.tail)
+    return data
 
 
 def collapsed_model(plan: MarginalPlan, priors: Mapping[str, Prior]) -> Callable[..., None]:
     """The NumPyro model of the hyperparameters with the marginal likelihood as a factor."""
 
-    def model(gram: Any) -> None:
+    def model(gram: Any, cross: Any = None, tail: Any = None) -> None:
         sampled, trils, noise_precision = _hyperparameters(plan, priors)
         log_likelihood = _marginal_log_likelihood(
-            _stats_with(plan, gram),
+            _stats_with(plan, {"gram": gram, "cross": cross, "tail": tail}),
             plan.blocks,
             jnp.asarray(plan.prior_mean),
             jnp.asarray(plan.fixed_precision),
@@ -283,8 +300,7 @@ def draw_marginalized(
     flat = {
         k: jnp.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in posterior.items()
     }
-    gram = jnp.asarray(plan.stats.gram)
-    stats = _stats_with(plan, gram)
+    stats = _stats_with(plan, {k: jnp.asarray(v) for k, v in collapsed_data(plan).items()})
     prior_mean = jnp.asarray(plan.prior_mean)
     fixed_precision = jnp.asarray(plan.fixed_precision)
 
@@ -368,8 +384,7 @@ def fit_marginalized(
         seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
     cleaned, info, data_dims = prepare(model.model_fn, data, coords=coords, dims=dims)
     collapsed = collapsed_model(plan, model._priors)
-    gram = {"gram": plan.stats.gram}
-    collapsed_data, collapsed_info, _ = prepare(collapsed, gram)
+    arrays, collapsed_info, _ = prepare(collapsed, collapsed_data(plan))
     if init is not None:
         kept = set(collapsed_info.names("latent"))
         init = (
@@ -385,7 +400,7 @@ def fit_marginalized(
     if draw_method != "nuts" and init is None:
         output = run_independence(
             collapsed,
-            collapsed_data,
+            arrays,
             chains=chains,
             draws=draws,
             warmup=warmup,
@@ -398,7 +413,7 @@ def fit_marginalized(
     if isinstance(output, str):
         output = run_nuts(
             collapsed,
-            collapsed_data,
+            arrays,
             chains=chains,
             draws=draws,
             warmup=warmup,
