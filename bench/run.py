@@ -19,9 +19,11 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -35,7 +37,7 @@ from bench import metrics  # noqa: E402
 from bench.models import MODELS  # noqa: E402
 from bench.tools import HIERAX, PEERS, TOOLS  # noqa: E402
 
-SETTING_KEYS = ("chains", "warmup", "draws", "seed", "target_accept", "stan_warm_cache")
+SETTING_KEYS = ("chains", "warmup", "draws", "seed", "target_accept", "caches")
 
 
 # ------------------------------------------------------------------ worker
@@ -66,6 +68,7 @@ def worker(model: str, tool: str, settings: dict[str, Any], out: Path) -> int:
             traceback=traceback.format_exc()[-3000:],
         )
     record["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    record["git"] = environment()["git"]  # the hierax code this run used
     record["process_s"] = time.time() - started
     _write_run(out, model, tool, record)
     return 0
@@ -112,9 +115,43 @@ def launch(model: str, tool: str, settings: dict[str, Any], out: Path, timeout: 
         str(out),
     ]
     started = time.time()
+    env = dict(os.environ)
+    scratch = None
+    if settings.get("caches", "cold") == "cold":
+        # fresh, empty compile caches for this run only (Stan's is emptied in the worker)
+        scratch = Path(tempfile.mkdtemp(prefix=f"bench-{model}-{tool}-"))
+        env["PYTENSOR_FLAGS"] = f"compiledir={scratch / 'pytensor'}"
+        env["HIERAX_COMPILATION_CACHE"] = str(scratch / "jax")
+    else:
+        env.setdefault(
+            "BENCH_JAX_CACHE", str(Path.home() / ".cache" / "hierax-bench" / "jax-numpyro")
+        )
+    try:
+        _launch(command, env, model, tool, settings, out, timeout, started, logs)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _launch(
+    command: list[str],
+    env: dict[str, str],
+    model: str,
+    tool: str,
+    settings: dict[str, Any],
+    out: Path,
+    timeout: float,
+    started: float,
+    logs: Path,
+) -> None:
     with open(logs / f"{model}__{tool}.log", "w") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+            env=env,
         )
         try:
             process.wait(timeout=timeout)
@@ -176,17 +213,26 @@ def aggregate(out: Path, models: list[str], tools: list[str]) -> dict[str, Any]:
                 entry["converged"] = metrics.converged(entry, run)
             runs[tool] = entry
         # reference for agreement: NumPyro if it converged without divergences,
-        # else the converged tool with the most min bulk ESS (else the most ESS)
+        # else the converged peer with the most min bulk ESS, else the converged
+        # tool (hierax included) with the most, else the tool with the most
         ok = [t for t in runs if runs[t]["status"] == "ok"]
         ref = None
         if "numpyro" in ok and runs["numpyro"]["converged"] and runs["numpyro"]["divergences"] == 0:
             ref = "numpyro"
         elif ok:
-            pool = [t for t in ok if runs[t]["converged"]] or ok
+            converged = [t for t in ok if runs[t]["converged"]]
+            pool = [t for t in converged if t in PEERS] or converged or ok
             ref = max(pool, key=lambda t: np.nan_to_num(runs[t]["min_ess_bulk"], nan=-1))
         for tool in ok:
             if tool != ref:
                 runs[tool]["agreement"] = metrics.agreement(per[tool], per[ref])
+        # hierax against every converged peer as well (JSON only)
+        for tool in (t for t in ok if t in HIERAX):
+            runs[tool]["agreement_vs_peers"] = {
+                peer: metrics.agreement(per[tool], per[peer])
+                for peer in ok
+                if peer in PEERS and runs[peer]["converged"]
+            }
         ratios = {}
         peers = [t for t in ok if t in PEERS]
         peers_conv = [t for t in peers if runs[t]["converged"]] or peers
@@ -277,7 +323,8 @@ def markdown(results: dict[str, Any]) -> str:
         "# hierax benchmark (issue #7)",
         "",
         f"{s['chains']} chains x {s['warmup']} warmup + {s['draws']} draws, seed {s['seed']}, "
-        f"target_accept {s['target_accept'] or 'tool default'}; {env['cpu_count']} CPU cores "
+        f"target_accept {s['target_accept'] or 'tool default'}, {s.get('caches', 'cold')} "
+        f"compile caches; {env['cpu_count']} CPU cores "
         f"(load average at the end {', '.join(f'{x:.1f}' for x in env['load_average'])}); "
         f"{env['date']}; commit {str(env['git'].get('commit'))[:10]}"
         + (
@@ -403,9 +450,12 @@ def main(argv: list[str] | None = None) -> int:
         help="one target acceptance for every tool (default: each tool's own; hierax 0.95, others 0.8)",
     )
     parser.add_argument(
-        "--stan-warm-cache",
-        action="store_true",
-        help="keep httpstan's compiled-model cache (default: compile cold)",
+        "--caches",
+        choices=("cold", "warm"),
+        default="cold",
+        help="cold (default): every tool compiles from scratch (empty httpstan model cache, "
+        "fresh pytensor compiledir, fresh hierax/JAX compilation cache); warm: the tools' "
+        "on-disk caches as left by earlier runs (a repeated fit of the same model)",
     )
     parser.add_argument(
         "--timeout", type=float, default=3600.0, help="seconds per (model, tool) run"
@@ -434,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         "draws": args.draws,
         "seed": args.seed,
         "target_accept": args.target_accept,
-        "stan_warm_cache": args.stan_warm_cache,
+        "caches": args.caches,
     }
     out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:

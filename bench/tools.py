@@ -10,9 +10,10 @@ Timings (seconds):
   of JAX's own compile events (tracing, lowering to MLIR, XLA backend
   compilation; ``jax.monitoring``) during the call. nutpie: the
   ``compile_pymc_model`` call. Stan: ``stan.build`` (stanc + C++ compile; the
-  httpstan model cache is emptied first unless ``--stan-warm-cache``).
+  httpstan model cache is emptied first unless ``--caches warm``).
   PyMC: ``wall - sampling_time`` (graph compilation + initialisation + process
-  start-up; pytensor's on-disk C cache is warm after the first run).
+  start-up). With ``--caches cold`` (default) pytensor gets a fresh compiledir
+  and hierax a fresh JAX compilation cache for every run.
 * ``sampling_s``: warmup + draws only. JAX tools: the time inside
   ``numpyro.infer.MCMC.run`` (blocked until the draws are ready) minus the
   compile events that fall inside it. PyMC: ``sample_stats.attrs
@@ -229,7 +230,11 @@ def run_hierax(mod: ModuleType, table: Any, variant: str, s: dict[str, Any]) -> 
     del probe
     model_kw: dict[str, Any] = {}
     fit_kw: dict[str, Any] = dict(mod.hierax_fit_kwargs(table))
-    notes = [f"hierax {getattr(hx, '__version__', '?')}; marginalize: {support}"]
+    notes = [
+        f"hierax {getattr(hx, '__version__', '?')}; marginalize: {support}",
+        f"caches: {s.get('caches', '?')} (HIERAX_COMPILATION_CACHE="
+        f"{os.environ.get('HIERAX_COMPILATION_CACHE', 'hierax default')})",
+    ]
     if support["where"] is None:
         if variant == "hierax":
             raise NotAvailable(
@@ -305,6 +310,12 @@ def run_hierax(mod: ModuleType, table: Any, variant: str, s: dict[str, Any]) -> 
 def run_numpyro(mod: ModuleType, table: Any, s: dict[str, Any]) -> dict[str, Any]:
     configure_jax(s["chains"])
     import jax
+
+    if s.get("caches") == "warm" and os.environ.get("BENCH_JAX_CACHE"):
+        # the same persistent compilation cache settings hierax uses on import
+        jax.config.update("jax_compilation_cache_dir", os.environ["BENCH_JAX_CACHE"])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     import numpyro
     from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 
@@ -389,6 +400,7 @@ def run_pymc(mod: ModuleType, table: Any, s: dict[str, Any]) -> dict[str, Any]:
         "tool_info": {"pymc": pm.__version__, "cores": kwargs["cores"]},
         "notes": [
             "compile_s = wall - sampling_time (graph compile, init, process start-up)",
+            f"caches: {s.get('caches', '?')} (PYTENSOR_FLAGS={os.environ.get('PYTENSOR_FLAGS', '')})",
             "init: "
             + ("tutorial start, init='adapt_diag' (no jitter)" if init else "jitter+adapt_diag"),
         ],
@@ -452,7 +464,7 @@ def run_stan(mod: ModuleType, table: Any, s: dict[str, Any]) -> dict[str, Any]:
         raise NotAvailable(f"pystan not importable: {error}") from error
 
     code = mod.STAN_CODE
-    cold = not s.get("stan_warm_cache", False)
+    cold = s.get("caches", "cold") == "cold"
     if cold:
         name = httpstan.models.calculate_model_name(code)
         with contextlib.suppress(Exception):
