@@ -42,7 +42,7 @@ __all__ = ["MarginalPlan", "fit_marginalized", "plan_marginalization"]
 #: Above this many marginalized coefficients the dense Cholesky of P costs too much per step.
 MAX_MARGINALIZED = 2500
 #: A largest group term with at least this many coefficients is factorized per level.
-SPLIT_MIN = 200
+SPLIT_MIN = 32
 _DRAW_BATCH = 64
 
 
