@@ -60,6 +60,7 @@ def _demo(args: argparse.Namespace) -> int:
         result.summary().to_csv(folder / "summary.csv")
         result.save(folder / "fit.nc")
         figures = module.figures(result, folder)
+        result.report(folder)
         elapsed = time.perf_counter() - started
         table = result.summary(var_names=module.HYPERPARAMETERS, round_to=4)
         columns = ["mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "r_hat"]
@@ -71,7 +72,7 @@ def _demo(args: argparse.Namespace) -> int:
             print("convergence: no problems found")
         print(
             f"{result.divergences} divergences; {elapsed:.1f} s; wrote {folder}/summary.csv, "
-            f"fit.nc and {len(figures)} plots\n",
+            f"fit.nc, report.html and {len(figures)} plots\n",
             flush=True,
         )
         if name == "crossed" and not args.quick:
@@ -88,11 +89,8 @@ def _demo(args: argparse.Namespace) -> int:
                     ["mean", "sd", "r_hat"]
                 ].to_string()
             )
-            print(
-                "mu_alpha and mu_beta only enter as a sum: their posterior sd stays near the prior's "
-                "(5); the identifiable model above uses one intercept instead.\n",
-                flush=True,
-            )
+            naive.report(naive_folder)
+            print(str(naive.diagnose()) + "\n", flush=True)
     print(f"done in {time.perf_counter() - total_started:.1f} s; results in {out}/")
     return 0
 

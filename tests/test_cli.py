@@ -29,6 +29,8 @@ def test_demo_writes_summary_fit_and_plots(tmp_path: Path, capsys) -> None:
             assert (folder / plot).stat().st_size > 10_000, plot
         fit = hx.load(folder / "fit.nc")
         assert fit.posterior.sizes["draw"] == 500
+        page = (folder / "report.html").read_text()
+        assert 'id="summary"' in page and "data:image/png;base64," in page
         assert f"== {name}" in printed
     summary = pd.read_csv(tmp_path / "calibration" / "summary.csv", index_col=0)
     assert "intercept_batch[0]" in summary.index and "k" in summary.index
