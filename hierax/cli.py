@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
-import tempfile
 import time
 import tomllib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ._files import atomic_write
 from .calibration.cli import add_calibration_commands
 from .errors import ConvergenceWarning, HieraxError, ModelError, close_matches
 
@@ -96,29 +95,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------- atomic writes
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
-    """Write ``path`` through a temporary file beside it, so it is never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is for the temporary only
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_csv(table: pd.DataFrame, path: Path, index: bool = True) -> Path:
-    return _atomic_write(path, lambda temporary: table.to_csv(temporary, index=index))
+    return atomic_write(path, lambda temporary: table.to_csv(temporary, index=index))
 
 
 def _report_module() -> Any:
@@ -337,7 +315,7 @@ def _example_command(args: argparse.Namespace) -> int:
         written.append(Path(shutil.copyfile(path, out / path.name)))
         text = text.replace(f'"{original}"', f'"{path.name}"')
     target = out / source.name
-    written.append(_atomic_write(target, lambda temporary: temporary.write_text(text)))
+    written.append(atomic_write(target, lambda temporary: temporary.write_text(text)))
     print(f"wrote {', '.join(str(p) for p in written)}\nrun it with: hierax fit {target}")
     return 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from ._files import atomic_write
 from .convergence import Finding, format_findings
 from .diagnose import model_dependencies
 from .errors import ConvergenceWarning, FileFormatError, HieraxError
@@ -244,20 +244,9 @@ class Fit:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the InferenceData to NetCDF atomically (a crash leaves no partial file)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         idata = self.idata.copy()
         idata["posterior"].attrs[_INFO_ATTR] = json.dumps(_jsonable(self.info))
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(handle)
-        try:
-            idata.to_netcdf(temporary, engine="h5netcdf")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; use the usual mode
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        atomic_write(path, lambda temporary: idata.to_netcdf(str(temporary), engine="h5netcdf"))
         return path
 
     # ------------------------------------------------------------------ display

@@ -15,7 +15,6 @@ import datetime as _dt
 import html
 import io
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import pandas as pd
 
 from . import __version__
 from . import plots as _plots
+from ._files import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -105,17 +105,7 @@ def write_report(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "report.html"
     page = render_report(fit, title=title, truth=truth)
-    handle, temporary = tempfile.mkstemp(prefix=".report.", suffix=".html", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; use the usual mode
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    atomic_write(path, lambda temporary: temporary.write_text(page, encoding="utf-8"))
     return path
 
 

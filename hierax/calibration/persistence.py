@@ -13,13 +13,13 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import __version__
+from .._files import atomic_write
 from ..errors import FileFormatError, IncompatibleModelError, IncompatibleVersionError
 from .mean_functions import MeanFunction, mean_function
 from .noise import NoiseModel, noise_model
@@ -76,15 +76,8 @@ def to_dict(cal: CalibrationModel) -> dict[str, Any]:
 def save_model(cal: CalibrationModel, path: str | os.PathLike[str]) -> Path:
     """Write ``cal`` to ``path`` as JSON, atomically (a crash leaves no partial file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(to_dict(cal), stream, indent=2, allow_nan=False)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    text = json.dumps(to_dict(cal), indent=2, allow_nan=False)
+    atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
     return path
 
 
