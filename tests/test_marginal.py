@@ -229,7 +229,9 @@ def test_independence_chains_accept_by_the_ratio():
 def fit_quietly(model, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", hx.ConvergenceWarning)
-        return model.fit(progress=False, chains=4, draws=1000, warmup=1000, **kwargs)
+        # 4 x 4000 draws: the sd of a 4-level group's sd has a Monte Carlo error of
+        # ~6 % with 4 x 1000 draws, too close to the 10 % agreement bound
+        return model.fit(progress=False, chains=4, draws=4000, warmup=1000, **kwargs)
 
 
 def assert_same_posterior(marginal, plain):
@@ -244,12 +246,8 @@ def assert_same_posterior(marginal, plain):
     mcse = np.sqrt(a["mcse_mean"] ** 2 + b["mcse_mean"] ** 2)
     z = (a["mean"] - b["mean"]).abs() / mcse
     assert z.max() < 4.0, z.sort_values().tail()
-    # sds within 10 %, or within Monte Carlo error where that is wider (the sd of a
-    # 4-level group's sd has a Monte Carlo error of ~6 % with 4000 draws)
     ratio = a["sd"] / b["sd"]
-    sd_error = np.sqrt(a["mcse_sd"] ** 2 + b["mcse_sd"] ** 2)
-    agree = ratio.between(0.9, 1.1) | ((a["sd"] - b["sd"]).abs() < 4 * sd_error)
-    assert agree.all(), ratio[~agree]
+    assert ratio.between(0.9, 1.1).all(), ratio.sort_values()
 
 
 @pytest.mark.slow
@@ -268,7 +266,9 @@ def test_marginalized_fit_has_the_plain_posterior(formula, method):
     table = grouped_table(seed=1, n_levels=8, per_level=10)
     model = hx.Model(formula, table)
     marginal = fit_quietly(model, seed=1, draw_method=method)
-    plain = fit_quietly(model, seed=2, marginalize=False)
+    # the plain reference needs target_accept 0.99: at 0.95 the crossed model's 4-level
+    # term gave 127 divergences and sds of r_h 10-13 % too small (biased reference)
+    plain = fit_quietly(model, seed=2, marginalize=False, target_accept=0.99)
     assert marginal.info["method"] == ("independence_mh" if method == "independence" else "nuts")
     assert "r_g" in marginal.info["marginalized"] or "z_g" in marginal.info["marginalized"]
     assert plain.info["marginalized"] == []
