@@ -26,7 +26,7 @@ import ast
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import jax.numpy as jnp
 import numpy as np
@@ -172,6 +172,14 @@ class NonlinearModel:
         Extra JAX-traceable functions the expression may call.
     centered : dict, optional
         Per group term (``"<p>_<g>"``) centered (True) or non-centered (False, default).
+    marginalize : {"auto", True, False}
+        Integrate out exactly the parameters that enter the expression affinely
+        with an identity transform and Gaussian coefficients (gaussian family),
+        sample the rest, then draw them from their conditional Gaussian
+        (:mod:`hierax.marginal.nonlinear`); the fit holds the same variables.
+        "auto" does this when possible (``fit.info["marginalized"]`` lists the
+        sites); False never; True raises if no parameter qualifies.
+        ``fit(marginalize=...)`` overrides it per fit.
     """
 
     def __init__(
@@ -186,11 +194,13 @@ class NonlinearModel:
         centered: Mapping[str, bool] | None = None,
         measurement: Any = None,
         dropna: bool = False,
+        marginalize: bool | Literal["auto"] = "auto",
     ) -> None:
         if "~" not in formula:
             raise ModelError(f"a nonlinear formula needs 'response ~ expression'; got {formula!r}.")
         lhs, rhs = formula.split("~", 1)
         self.formula = formula
+        self.marginalize = marginalize
         self.table = read_table(data)
         self.parsed = parse_formula(f"{lhs} ~ 1")
         self.family, _ = get_family(family)
@@ -493,14 +503,28 @@ class NonlinearModel:
             init = init(self.table)
         if init is not None:
             init_values = {k: (v(self.table) if callable(v) else v) for k, v in init.items()}
-        result = _fit(
-            self.model_fn,
-            data,
-            coords=coords,
-            dims=_only_known(dims, self),
-            init=init_values,
-            **kwargs,
-        )
+        marginalize = kwargs.pop("marginalize", self.marginalize)
+        dims = _only_known(dims, self)
+        result = None
+        reason = ""
+        if marginalize is not False:
+            from ..marginal.nonlinear import fit_marginalized, plan_marginalization
+
+            plan = plan_marginalization(self)
+            if isinstance(plan, str):
+                if marginalize is True:
+                    raise ModelError(f"this model cannot be marginalized: {plan}.")
+                reason = plan
+            else:
+                result = fit_marginalized(
+                    self, plan, coords=coords, dims=dims, data=data, init=init_values, **kwargs
+                )
+        if result is None:
+            kwargs.pop("draw_method", None)
+            result = _fit(self.model_fn, data, coords=coords, dims=dims, init=init_values, **kwargs)
+            result.info["marginalized"] = []
+            if marginalize is not False:
+                result.info["not_marginalized_because"] = reason
         result.source_model = None
         result.info["description"] = describe_nonlinear_model(self)
         return result
