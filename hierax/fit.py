@@ -361,7 +361,9 @@ def fit(
     precondition : {"auto", "dense", "diag", "none"}
         Rescaling of the parameters by the curvature at the posterior mode before
         NUTS adapts; "auto" makes NUTS robust to scales that differ by many
-        orders of magnitude. "none" is plain NumPyro NUTS.
+        orders of magnitude: a dense transform (correlations too) for up to 64
+        parameters, a diagonal one above. "dense" uses the dense transform up
+        to 1000 parameters, "diag" never. "none" is plain NumPyro NUTS.
     chain_method : {"auto", "parallel", "vectorized", "sequential"}
     log_likelihood, posterior_predictive, prior : bool
         Also store these InferenceData groups (``prior`` adds prior and

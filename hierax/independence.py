@@ -44,26 +44,26 @@ SCALE = 1.2
 _CHUNK = 1000
 
 
-def _chunks(values: jax.Array) -> list[jax.Array]:
+def _chunks(values: np.ndarray) -> list[np.ndarray]:
     """Rows in chunks of ``_CHUNK``, the last one padded by repeating its first row."""
-    values = jnp.asarray(values)
+    values = np.asarray(values)
     pieces = []
     for start in range(0, len(values), _CHUNK):
         piece = values[start : start + _CHUNK]
         if len(piece) < _CHUNK:
-            piece = jnp.concatenate([piece, jnp.repeat(piece[:1], _CHUNK - len(piece), axis=0)])
+            piece = np.concatenate([piece, np.repeat(piece[:1], _CHUNK - len(piece), axis=0)])
         pieces.append(piece)
     return pieces
 
 
-def _student_t_log_density(z: jax.Array, df: float) -> jax.Array:
+def _student_t_log_density(z: np.ndarray, df: float) -> np.ndarray:
     """Log density of a standard multivariate Student-t at rows of ``z`` (n, d)."""
     d = z.shape[-1]
     return (
         math.lgamma((df + d) / 2)
         - math.lgamma(df / 2)
         - 0.5 * d * math.log(df * math.pi)
-        - 0.5 * (df + d) * jnp.log1p(jnp.sum(z**2, axis=-1) / df)
+        - 0.5 * (df + d) * np.log1p(np.sum(z**2, axis=-1) / df)
     )
 
 
@@ -74,18 +74,18 @@ class _Proposal:
     mean: np.ndarray
     chol: np.ndarray
 
-    def draw(self, key: jax.Array, size: int, df: float) -> np.ndarray:
-        # multivariate t: one chi-square mixing variable per draw (not per coordinate)
-        normal_key, gamma_key = jax.random.split(key)
-        normal = np.asarray(jax.random.normal(normal_key, (size, self.mean.size)), np.float64)
-        chi2 = 2.0 * np.asarray(jax.random.gamma(gamma_key, df / 2.0, (size,)), np.float64)
+    def draw(self, rng: np.random.Generator, size: int, df: float) -> np.ndarray:
+        # multivariate t: one chi-square mixing variable per draw (not per coordinate).
+        # NumPy's generator, not JAX's: these few arrays need no compilation.
+        normal = rng.standard_normal((size, self.mean.size))
+        chi2 = rng.chisquare(df, size)
         t = normal * np.sqrt(df / chi2)[:, None]
         return self.mean + SCALE * t @ self.chol.T
 
     def log_density(self, z: np.ndarray, df: float) -> np.ndarray:
         standard = np.linalg.solve(self.chol, (z - self.mean).T).T / SCALE
         log_det = np.sum(np.log(np.diag(self.chol))) + self.mean.size * np.log(SCALE)
-        return np.asarray(_student_t_log_density(jnp.asarray(standard), df)) - log_det
+        return _student_t_log_density(standard, df) - log_det
 
     @classmethod
     def from_weighted(cls, z: np.ndarray, weights: np.ndarray) -> _Proposal:
@@ -149,8 +149,10 @@ def run_independence(
     SamplerOutput, or a string with the reason to fall back to NUTS.
     """
     del model_info
-    key = jax.random.PRNGKey(seed)
-    init_key, proposal_key, accept_key = jax.random.split(key, 3)
+    init_key = jax.random.PRNGKey(seed)
+    proposal_rng, accept_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)
+    )
     started = time.perf_counter()
     numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, None, 1, init_key)
     dim = starts.shape[1]
@@ -166,27 +168,29 @@ def run_independence(
     steps = burn + int(draws)
     # compiled once, ahead of time, for fixed-size chunks: compile time is reported apart
     started = time.perf_counter()
-    chunk_log_density = (
-        jax.jit(jax.vmap(target.log_density))
-        .lower(jax.ShapeDtypeStruct((_CHUNK, dim), jnp.result_type(float)))
-        .compile()
-    )
+    # one compiled function gives each proposal's log density and constrained values
     postprocess = numpyro_info.postprocess_fn
-    chunk_postprocess = (
-        jax.jit(jax.vmap(lambda flat: postprocess(unravel(flat))))
+    chunk_evaluate = (
+        jax.jit(jax.vmap(lambda flat: (target.log_density(flat), postprocess(unravel(flat)))))
         .lower(jax.ShapeDtypeStruct((_CHUNK, dim), jnp.result_type(float)))
         .compile()
     )
     compile_seconds = time.perf_counter() - started
     started = time.perf_counter()
 
-    def batch_log_density(u: jax.Array) -> np.ndarray:
-        return np.concatenate([np.asarray(chunk_log_density(c)) for c in _chunks(u)])[: len(u)]
+    def evaluate(u: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        pieces = [chunk_evaluate(c) for c in _chunks(u)]
+        log_p = np.concatenate([np.asarray(p[0]) for p in pieces])[: len(u)]
+        constrained = {
+            name: np.concatenate([np.asarray(p[1][name]) for p in pieces])[: len(u)]
+            for name in pieces[0][1]
+        }
+        return log_p, constrained
 
-    def log_ratios(z: np.ndarray, proposal: _Proposal) -> np.ndarray:
-        u = np.asarray(preconditioner.to_unconstrained(jnp.asarray(z)))
-        log_p = np.asarray(batch_log_density(jnp.asarray(u)))
-        return np.where(np.isfinite(log_p), log_p - proposal.log_density(z, df), -np.inf)
+    def log_ratios(z: np.ndarray, proposal: _Proposal) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        log_p, constrained = evaluate(preconditioner.to_unconstrained_numpy(z))
+        log_q = proposal.log_density(z, df)
+        return np.where(np.isfinite(log_p), log_p - log_q, -np.inf), constrained
 
     # the Laplace approximation, then importance-weighted moments (adaptive importance
     # sampling) when the posterior is skewed: the proposal must cover the posterior
@@ -194,8 +198,8 @@ def run_independence(
     for round_ in range(ADAPTATION_ROUNDS + 1):
         final = round_ == ADAPTATION_ROUNDS
         size = chains * steps if final else ADAPTATION_DRAWS
-        z = proposal.draw(jax.random.fold_in(proposal_key, round_), size, df)
-        log_ratio = log_ratios(z, proposal)
+        z = proposal.draw(proposal_rng, size, df)
+        log_ratio, proposed = log_ratios(z, proposal)
         finite = np.isfinite(log_ratio)
         if finite.mean() < 0.5:
             return "most proposals fall where the posterior density is zero or undefined"
@@ -207,20 +211,14 @@ def run_independence(
             proposal = _Proposal.from_weighted(z, np.exp(smoothed - smoothed.max()))
     if pareto_k > PARETO_K_MAX:
         return f"the proposal fits poorly (Pareto k {pareto_k:.2f} > {PARETO_K_MAX})"
-    u = np.asarray(preconditioner.to_unconstrained(jnp.asarray(z)))
     log_p = log_ratio + proposal.log_density(z, df)
-    uniforms = np.asarray(jax.random.uniform(accept_key, (chains, steps)))
+    uniforms = accept_rng.uniform(size=(chains, steps))
     held, accept_prob = _independence_chains(log_ratio.reshape(chains, steps), uniforms)
     acceptance = float(accept_prob[:, burn:].mean())
     if acceptance < MIN_ACCEPTANCE:
         return f"the proposal is accepted too rarely ({acceptance:.2f})"
     kept = held[:, burn:] + (np.arange(chains) * steps)[:, None]  # flat proposal index
-    states = u[kept.reshape(-1)]
-    pieces = [chunk_postprocess(c) for c in _chunks(jnp.asarray(states))]
-    constrained = {
-        name: np.concatenate([np.asarray(p[name]) for p in pieces])[: len(states)]
-        for name in pieces[0]
-    }
+    constrained = {name: value[kept.reshape(-1)] for name, value in proposed.items()}
     sampling_seconds = time.perf_counter() - started
     posterior = {
         name: np.asarray(value).reshape((chains, draws) + tuple(np.shape(value)[1:]))

@@ -76,9 +76,29 @@ def has_static_support(fn: Any) -> bool:
 
 
 def trace_model(
-    model_fn: Callable[..., Any], data: Mapping[str, Any], seed: int = 0
+    model_fn: Callable[..., Any], data: Mapping[str, Any], seed: int = 0, abstract: bool = False
 ) -> dict[str, Any]:
-    """Run the model once under a seed and return NumPyro's trace."""
+    """Run the model once under a seed and return NumPyro's trace.
+
+    With ``abstract=True`` the model runs under JAX tracing, so its latent and
+    deterministic values are abstract (shapes and dtypes only; observed values
+    stay concrete) and nothing is compiled: running a model eagerly compiles
+    each primitive separately, which costs seconds. A model that needs
+    concrete values (Python control flow on a sampled value) is run eagerly.
+    """
+    if abstract:
+        captured: dict[str, Any] = {}
+
+        def run() -> int:
+            with handlers.seed(rng_seed=seed):
+                captured["trace"] = handlers.trace(model_fn).get_trace(**data)
+            return 0
+
+        try:
+            jax.make_jaxpr(run)()
+            return captured["trace"]
+        except Exception:  # anything a concrete run may handle (or report) better
+            pass
     try:
         with handlers.seed(rng_seed=seed):
             return handlers.trace(model_fn).get_trace(**data)
@@ -123,6 +143,7 @@ def inspect_model(
     *,
     dims: Mapping[str, Sequence[str]] | None = None,
     coords: Mapping[str, Sequence[Any]] | None = None,
+    abstract: bool = False,
 ) -> tuple[ModelInfo, dict[str, Any]]:
     """Trace ``model_fn(**data)`` and describe its sites.
 
@@ -137,6 +158,8 @@ def inspect_model(
     coords : mapping, optional
         Coordinate values per dimension name (e.g. group levels). Their lengths
         are checked against the plate sizes.
+    abstract : bool
+        Trace without computing values (see :func:`trace_model`).
 
     Returns
     -------
@@ -145,7 +168,7 @@ def inspect_model(
         The NumPyro trace (kept for support checks of observed data).
     """
     dims = dict(dims or {})
-    trace = trace_model(model_fn, data)
+    trace = trace_model(model_fn, data, abstract=abstract)
     plates = {name: int(site["args"][0]) for name, site in trace.items() if site["type"] == "plate"}
     sites: dict[str, SiteInfo] = {}
     for name, site in trace.items():

@@ -29,11 +29,13 @@ from .errors import InitializationError, SamplingError
 from .init import InitValues, check_finite_log_density, per_chain_inits
 from .model_info import ModelInfo, check_observed_support, inspect_model
 from .precondition import (
+    AUTO_DENSE_DIM,
+    MAX_DENSE_DIM,
     ModeResult,
     Preconditioner,
+    derivative_functions,
     find_mode,
     from_curvature,
-    hessian_function,
     negative_hessian,
 )
 
@@ -88,33 +90,57 @@ def _initial_unconstrained(
     key: jax.Array,
     dispersed: bool = False,
 ) -> tuple[Any, np.ndarray, Callable[..., Any]]:
-    """Per-chain unconstrained starting points, plus NumPyro's model helpers."""
+    """Per-chain unconstrained starting points, plus NumPyro's model helpers.
+
+    When every chain shares one strategy (no per-chain values, or the same
+    values for all), NumPyro searches the chains' starts in one batched,
+    compiled call: its unbatched search evaluates the log density and its
+    gradient primitive by primitive, which costs seconds of compilation.
+    """
     keys = jax.random.split(key, chains)
-    starts = []
-    model_info = None
-    for chain in range(chains):
+
+    def strategy(chain: int) -> Any:
         if inits is not None:
-            strategy = init_to_value(values=inits[chain])
-        elif dispersed:
-            strategy = init_to_uniform(radius=2.0)
-        else:
-            strategy = init_to_median(num_samples=15)
+            return init_to_value(values=inits[chain])
+        if dispersed:
+            return init_to_uniform(radius=2.0)
+        return init_to_median(num_samples=15)
+
+    shared = inits is None or all(_same_values(inits[0], other) for other in inits[1:])
+    groups = (
+        [(list(range(chains)), strategy(0))]
+        if shared
+        else [([chain], strategy(chain)) for chain in range(chains)]
+    )
+    model_info = None
+    starts = np.empty((chains, 0))
+    for members, chain_strategy in groups:
         try:
             info = initialize_model(
-                keys[chain], model_fn, init_strategy=strategy, model_kwargs=dict(data)
+                keys[np.asarray(members)],
+                model_fn,
+                init_strategy=chain_strategy,
+                model_kwargs=dict(data),
             )
         except (RuntimeError, ValueError) as error:
-            values = inits[chain] if inits is not None else {}
-            check_finite_log_density(model_fn, data, values, where=f"chain {chain}'s start")
+            values = inits[members[0]] if inits is not None else {}
+            check_finite_log_density(model_fn, data, values, where=f"chain {members[0]}'s start")
             raise InitializationError(
-                f"no valid starting point found for chain {chain}: {error}"
+                f"no valid starting point found for chain {members[0]}: {error}"
             ) from error
+        flat = np.asarray(jax.vmap(lambda tree: ravel_pytree(tree)[0])(info.param_info.z))
         if model_info is None:
             model_info = info
-        flat, unravel = ravel_pytree(info.param_info.z)
-        starts.append(np.asarray(flat, dtype=np.float64))
+            starts = np.empty((chains, flat.shape[1]))
+        starts[np.asarray(members)] = flat
     assert model_info is not None
-    return model_info, np.stack(starts), unravel
+    first = jax.tree_util.tree_map(lambda leaf: leaf[0], model_info.param_info.z)
+    _, unravel = ravel_pytree(first)
+    return model_info, starts.astype(np.float64), unravel
+
+
+def _same_values(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def _usable_mode(mode: ModeResult, precision: np.ndarray | None) -> bool:
@@ -180,13 +206,13 @@ def _precondition(
             match = chain
         source_of.append(match)
 
-    hessian = hessian_function(target.log_density, dim)
-    modes = {c: find_mode(target.value_and_grad, starts[c], hessian=hessian) for c in distinct}
+    value_and_grad, hessian = derivative_functions(target.log_density, dim)
+    modes = {c: find_mode(value_and_grad, starts[c], hessian=hessian) for c in distinct}
     multistart = extra_starts is not None and len(extra_starts) > 0
     if multistart:
         assert extra_starts is not None
         for offset, start in enumerate(extra_starts):
-            modes[chains + offset] = find_mode(target.value_and_grad, start, hessian=hessian)
+            modes[chains + offset] = find_mode(value_and_grad, start, hessian=hessian)
         distinct = distinct + [chains + i for i in range(len(extra_starts))]
     curvature = {c: negative_hessian(hessian, modes[c].position) for c in distinct}
     usable = [c for c in distinct if _usable_mode(modes[c], curvature[c])]
@@ -200,7 +226,11 @@ def _precondition(
         center = starts[best]
         precision = negative_hessian(hessian, center)
     preconditioner = from_curvature(
-        center, precision, allow_dense=option in ("auto", "dense"), at_mode=bool(usable)
+        center,
+        precision,
+        allow_dense=option in ("auto", "dense"),
+        max_dense_dim=MAX_DENSE_DIM if option == "dense" else AUTO_DENSE_DIM,
+        at_mode=bool(usable),
     )
 
     # Each chain starts at its own mode (or start) plus a draw from the local
@@ -208,13 +238,12 @@ def _precondition(
     jitter = np.asarray(jax.random.normal(key, (chains, dim)))
     jitter_scale = 1.0 if usable else 0.1
     z_starts = np.empty((chains, dim))
-    log_density = jax.jit(target.log_density)
     for chain in range(chains):
         source = best if multistart and usable else source_of[chain]
         base = modes[source].position if source in usable else starts[chain]
         z_base = np.asarray(preconditioner.from_unconstrained(jnp.asarray(base)))
         candidate = z_base + jitter_scale * jitter[chain]
-        value = float(log_density(preconditioner.to_unconstrained(jnp.asarray(candidate))))
+        value = float(value_and_grad(preconditioner.to_unconstrained(jnp.asarray(candidate)))[0])
         z_starts[chain] = candidate if np.isfinite(value) else z_base
     details = {
         **preconditioner.describe(),
@@ -260,6 +289,8 @@ def run_nuts(
     inits = per_chain_inits(init, chains, model_info)
     if inits is not None:
         for chain, values in enumerate(inits):
+            if any(_same_values(values, earlier) for earlier in inits[:chain]):
+                continue  # the same values as an earlier chain's: checked already
             check_finite_log_density(
                 model_fn, data, values, where=f"chain {chain}'s initial values"
             )
@@ -308,6 +339,7 @@ def run_nuts(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*There are not enough devices.*")
         mcmc.run(sample_key, init_params=init_params, extra_fields=_EXTRA_FIELDS)
+        jax.block_until_ready(mcmc.last_state)  # chains run asynchronously: time them whole
     sampling_seconds = time.perf_counter() - started
 
     z = np.asarray(mcmc.get_samples(group_by_chain=True))  # (chain, draw, d)
@@ -361,13 +393,18 @@ def prepare(
     *,
     coords: Mapping[str, Sequence[Any]] | None = None,
     dims: Mapping[str, Sequence[str]] | None = None,
+    abstract: bool = False,
 ) -> tuple[dict[str, Any], ModelInfo, dict[str, list[str]]]:
-    """Validate data, trace the model and split ``dims`` into site dims and data dims."""
+    """Validate data, trace the model and split ``dims`` into site dims and data dims.
+
+    ``abstract=True`` traces shapes only (for a model that is described but
+    not run, e.g. the full model of a collapsed fit).
+    """
     cleaned = validate_model_data(model_fn, data or {})
     dims = dict(dims or {})
     data_dims = {key: list(value) for key, value in dims.items() if key in cleaned}
     site_dims = {key: value for key, value in dims.items() if key not in cleaned}
-    info, trace = inspect_model(model_fn, cleaned, dims=site_dims, coords=coords)
+    info, trace = inspect_model(model_fn, cleaned, dims=site_dims, coords=coords, abstract=abstract)
     check_observed_support(trace)
     if not info.names("latent"):
         raise SamplingError(

@@ -382,7 +382,10 @@ def fit_marginalized(
 
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
-    cleaned, info, data_dims = prepare(model.model_fn, data, coords=coords, dims=dims)
+    # the full model is only described (sites, dims), never run: trace it abstractly
+    cleaned, info, data_dims = prepare(
+        model.model_fn, data, coords=coords, dims=dims, abstract=True
+    )
     collapsed = collapsed_model(plan, model._priors)
     arrays, collapsed_info, _ = prepare(collapsed, collapsed_data(plan))
     if init is not None:

@@ -535,10 +535,10 @@ class NonlinearModel:
 
 def _only_known(dims: dict[str, list[str]], model: NonlinearModel) -> dict[str, list[str]]:
     """Keep dims for sites and data the model actually has."""
-    from numpyro import handlers
+    from ..model_info import trace_model
 
-    trace = handlers.trace(handlers.seed(model.model_fn, 0)).get_trace(**model.arrays())
     data = model.arrays()
+    trace = trace_model(model.model_fn, data, abstract=True)  # site names only
     return {k: v for k, v in dims.items() if k in trace or k in data}
 
 
