@@ -72,7 +72,11 @@ def random_problem(seed, n=60, h=4, levels=5, k=2):
     return problem, W, precision, residual, weights
 
 
-@pytest.mark.parametrize(("h", "k"), [(4, 2), (0, 3), (5, 0)], ids=["both", "tail", "head"])
+@pytest.mark.parametrize(
+    ("h", "k"),
+    [(4, 2), (0, 3), (5, 0), (3, 6)],
+    ids=["both", "tail", "head", "large-blocks"],  # blocks of 6 use LAPACK, not unrolled
+)
 def test_array_core_equals_dense_gaussian(h, k):
     levels = 5
     problem, W, precision, residual, weights = random_problem(0, h=h, levels=levels, k=k)
@@ -122,6 +126,35 @@ def test_array_core_equals_dense_gaussian(h, k):
 )
 def test_affine_degree_of_expressions(text, names, degree):
     assert affine_degree(parse_expression(text).tree, names) == degree
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("a * cos(2 * pi * t / exp(P)) + b * sin(t / exp(P)) - v0", {"a", "b", "v0"}),
+        ("i + s * S0 * (1 - exp(-k * t))", {"i", "s"}),
+        ("-(a + x) * 3 + x / 2 - (b * x) / t + +a", {"a", "b"}),
+        ("where(x > 0, a, 2 * a) + a ** 1 * t", {"a"}),
+        ("x * (a - b) + 1", {"a", "b"}),
+    ],
+)
+def test_symbolic_slopes_reproduce_the_expression(text, names):
+    import dataclasses
+
+    from hierax.marginal.nonlinear import slope_tree
+
+    expression = parse_expression(text)
+    rng = np.random.default_rng(0)
+    env = {name: rng.normal(size=7) for name in expression.names}
+    env["t"] = rng.uniform(1, 2, 7)
+    at_zero = expression({**env, **{p: np.zeros(7) for p in names}})
+    rebuilt = at_zero
+    for name in names:
+        tree = slope_tree(expression.tree, name, names)
+        assert tree is not None
+        assert affine_degree(tree, names) == 0
+        rebuilt = rebuilt + dataclasses.replace(expression, tree=tree)(env) * env[name]
+    np.testing.assert_allclose(rebuilt, expression(env), rtol=1e-12)
 
 
 # ------------------------------------------------------------ the collapsed density
