@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .init import per_chain_inits
 from .model_info import ModelInfo
 from .sampling import SamplerOutput, _initial_unconstrained, _precondition, _Unconstrained
 
@@ -129,6 +130,7 @@ def run_independence(
     seed: int = 0,
     model_info: ModelInfo,
     df: float = 5.0,
+    init: Mapping[str, Any] | None = None,
 ) -> SamplerOutput | str:
     """Sample with independence MH from a Student-t at the mode, or say why not.
 
@@ -143,18 +145,20 @@ def run_independence(
         every proposal is already a draw near the posterior).
     df : float
         Degrees of freedom of the Student-t proposal.
+    init : dict, optional
+        Values of (some) sites where the mode search starts.
 
     Returns
     -------
     SamplerOutput, or a string with the reason to fall back to NUTS.
     """
-    del model_info
+    inits = per_chain_inits(init, 1, model_info)
     init_key = jax.random.PRNGKey(seed)
     proposal_rng, accept_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)
     )
     started = time.perf_counter()
-    numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, None, 1, init_key)
+    numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, inits, 1, init_key)
     dim = starts.shape[1]
     if dim > MAX_DIMENSION:
         return f"{dim} parameters are too many for an independence proposal"
@@ -195,7 +199,8 @@ def run_independence(
     # the Laplace approximation, then importance-weighted moments (adaptive importance
     # sampling) when the posterior is skewed: the proposal must cover the posterior
     proposal = _Proposal(np.zeros(dim), np.eye(dim))
-    for round_ in range(ADAPTATION_ROUNDS + 1):
+    round_ = 0
+    while True:
         final = round_ == ADAPTATION_ROUNDS
         size = chains * steps if final else ADAPTATION_DRAWS
         z = proposal.draw(proposal_rng, size, df)
@@ -209,6 +214,9 @@ def run_independence(
             break
         if pareto_k >= 0.5:  # a skewed posterior: match the weighted moments and retry
             proposal = _Proposal.from_weighted(z, np.exp(smoothed - smoothed.max()))
+            round_ += 1
+        else:  # the proposal fits: no more adaptation
+            round_ = ADAPTATION_ROUNDS
     if pareto_k > PARETO_K_MAX:
         return f"the proposal fits poorly (Pareto k {pareto_k:.2f} > {PARETO_K_MAX})"
     log_p = log_ratio + proposal.log_density(z, df)

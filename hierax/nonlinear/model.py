@@ -508,17 +508,29 @@ class NonlinearModel:
         result = None
         reason = ""
         if marginalize is not False:
+            from ..marginal.latent import fit_integrated, plan_latent_integration
             from ..marginal.nonlinear import fit_marginalized, plan_marginalization
 
             plan = plan_marginalization(self)
-            if isinstance(plan, str):
-                if marginalize is True:
-                    raise ModelError(f"this model cannot be marginalized: {plan}.")
-                reason = plan
-            else:
+            if not isinstance(plan, str):
                 result = fit_marginalized(
                     self, plan, coords=coords, dims=dims, data=data, init=init_values, **kwargs
                 )
+            elif not isinstance(latent_plan := plan_latent_integration(self), str):
+                # no linear-Gaussian parameter, but a latent value per row: integrate it
+                result = fit_integrated(
+                    self,
+                    latent_plan,
+                    coords=coords,
+                    dims=dims,
+                    data=data,
+                    init=init_values,
+                    **kwargs,
+                )
+            else:
+                reason = f"{plan}; and {latent_plan}"
+                if marginalize is True:
+                    raise ModelError(f"this model cannot be marginalized: {reason}.")
         if result is None:
             kwargs.pop("draw_method", None)
             result = _fit(self.model_fn, data, coords=coords, dims=dims, init=init_values, **kwargs)

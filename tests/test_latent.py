@@ -1,0 +1,103 @@
+"""Per-row latent values integrated out by quadrature (hierax/marginal/latent.py)."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats as st
+
+import hierax as hx
+from hierax.examples import parallax_nl
+from hierax.marginal.latent import LatentPlan, integrated_log_likelihood, plan_latent_integration
+
+
+def _small_cluster(n: int = 30, seed: int = 0):  # type: ignore[no-untyped-def]
+    table = parallax_nl.load_data().iloc[:n].reset_index(drop=True)
+    return hx.NonlinearModel(
+        parallax_nl.FORMULA, table, params=parallax_nl.PARAMS, priors=parallax_nl.PRIORS
+    )
+
+
+def test_plan_names_the_latent_and_says_why_not():
+    assert plan_latent_integration(_small_cluster()) == LatentPlan("r")
+    table = parallax_nl.load_data().iloc[:10]
+    two = hx.NonlinearModel(
+        "parallax | se(parallax_error) ~ 1 / (r + s)",
+        table,
+        params={
+            "r": hx.latent("TruncatedNormal(mu_r, 0.1, low=0)"),
+            "s": hx.latent("Normal(0, 0.01)"),
+            "mu_r": "1",
+        },
+        priors={"mu_r": "TruncatedNormal(1, 2, low=0)"},
+    )
+    assert "2 latent parameters" in plan_latent_integration(two)
+
+
+@pytest.mark.parametrize("mu_r, ln_std_r", [(0.5, -4.8), (0.45, -2.0), (0.6, -7.5)])
+def test_integrated_likelihood_matches_numerical_integration_per_row(mu_r, ln_std_r):
+    model = _small_cluster()
+    data = model.arrays()
+    values = {"mu_r": jnp.asarray(mu_r), "ln_std_r": jnp.asarray(ln_std_r)}
+    result = np.asarray(integrated_log_likelihood(LatentPlan("r"), model, data, values))
+    s = np.exp(ln_std_r)
+    plx, err = data["parallax"], data["se"]
+    expected = []
+    for i in range(len(plx)):
+        # r on a fine grid over the whole region holding the integrand's mass
+        r = np.linspace(max(mu_r - 12 * s, 1e-6), mu_r + 12 * s, 400_001)
+        log_f = st.truncnorm.logpdf(r, -mu_r / s, np.inf, mu_r, s) + st.norm.logpdf(
+            plx[i], 1.0 / r, err[i]
+        )
+        peak = log_f.max()
+        expected.append(np.log(np.trapezoid(np.exp(log_f - peak), r)) + peak)
+    np.testing.assert_allclose(result, expected, rtol=0, atol=1e-7)
+
+
+def test_integrated_fit_has_the_plain_fits_variables():
+    model = _small_cluster()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(chains=2, draws=200, warmup=200, seed=1, progress=False)
+        plain = model.fit(
+            chains=2, draws=200, warmup=200, seed=1, progress=False, marginalize=False
+        )
+    assert fit.info["marginalized"] == ["r"]
+    assert plain.info["marginalized"] == []
+    assert set(fit.posterior.data_vars) == set(plain.posterior.data_vars)
+    for name in plain.posterior.data_vars:
+        assert fit.posterior[name].dims == plain.posterior[name].dims, name
+    assert np.all(fit.posterior["r"].values > 0)
+
+
+@pytest.mark.slow
+def test_integrated_and_plain_posteriors_agree():
+    """Means within 4 MCSE, sds within 10 %, for θ and the first stars' distances."""
+    import arviz as az
+
+    model = _small_cluster(n=60)
+    start = {"mu_r": 0.5, "ln_std_r": -4.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        integrated = model.fit(chains=4, draws=3000, warmup=1000, seed=3, progress=False)
+        plain = model.fit(
+            chains=4,
+            draws=3000,
+            warmup=1000,
+            seed=4,
+            progress=False,
+            marginalize=False,
+            init=start,
+        )
+    assert integrated.info["marginalized"] == ["r"]
+    names = ["mu_r", "ln_std_r", "r"]
+    coords = {"obs": list(range(5))}
+    a = az.summary(integrated.idata, var_names=names, coords=coords, round_to="none")
+    b = az.summary(plain.idata, var_names=names, coords=coords, round_to="none")
+    z = np.abs(a["mean"] - b["mean"]) / np.sqrt(a["mcse_mean"] ** 2 + b["mcse_mean"] ** 2)
+    assert (z < 4).all(), z
+    ratio = a["sd"] / b["sd"]
+    assert ((ratio > 0.9) & (ratio < 1.1)).all(), ratio
