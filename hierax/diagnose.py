@@ -276,6 +276,8 @@ def _funnels(ctx: _Context) -> list[_Funnel]:
     divergent = ctx.divergent.reshape(-1) if ctx.divergent is not None else None
     # effects drawn exactly from their conditional Gaussian were never seen by the sampler
     marginalized = set(ctx.fit.info.get("marginalized", []))
+    # ... and so were the non-centered offsets z_<g> derived from marginalized r_<g>
+    marginalized |= {f"z_{name[2:]}" for name in marginalized if name.startswith("r_")}
     for scale, effects, centered in _funnel_pairs(ctx):
         if scale == effects or effects in marginalized:
             continue

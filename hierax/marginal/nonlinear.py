@@ -1001,7 +1001,10 @@ def fit_marginalized(
         )
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
-    cleaned, info, data_dims = prepare(model.model_fn, data, coords=coords, dims=dims)
+    # the plain model is only described here (sites, dims): trace it abstractly
+    cleaned, info, data_dims = prepare(
+        model.model_fn, data, coords=coords, dims=dims, abstract=True
+    )
     collapsed = collapsed_model(plan, model)
     arrays, collapsed_info, _ = prepare(collapsed, cleaned)
     init = _drop(init, set(plan.marginalized))
