@@ -321,10 +321,6 @@ def _explain_divergences(finding: Finding, ctx: _Context) -> list[Finding]:
         values = s_draws[:, entry]
         divergent = ctx.divergent.reshape(-1)
         dims = ctx.dims.get(funnel.effects, ())
-        locations_of = [
-            p for p in ctx.parents.get(funnel.effects, []) if p != scale_name and p in ctx.posterior
-        ]
-        location = locations_of[0] if locations_of else "mean"
         over = f" across {dims[0]}" if dims else ""
         message = (
             f"{head}. They concentrate where the group sd {funnel.scale} is small (median "
@@ -334,9 +330,8 @@ def _explain_divergences(finding: Finding, ctx: _Context) -> list[Finding]:
             f"{funnel.correlation:.2f}). This is a funnel: where {funnel.scale} is small the "
             f"effects must sit in a narrow neck that NUTS cannot enter with one step size, so "
             f"that part of the posterior is missed and the estimates of {funnel.scale} are "
-            f"biased upwards. Non-center {funnel.effects}: {funnel.effects} = {location} + "
-            f"{scale_name} * z with z ~ Normal(0, 1) (in hierax formula models: "
-            f"centered=False for that term). Raising target_accept only hides a funnel."
+            f"biased upwards. {_noncenter_fix(ctx, funnel)} Raising target_accept only "
+            "hides a funnel."
         )
         variables = [funnel.scale, funnel.effects]
         return [Finding("divergences", message, tuple(variables))]
@@ -357,6 +352,19 @@ def _explain_divergences(finding: Finding, ctx: _Context) -> list[Finding]:
     return [finding]
 
 
+def _noncenter_fix(ctx: _Context, funnel: _Funnel) -> str:
+    """'Non-center theta: theta = mu + tau * z ...' for a centered funnel."""
+    scale_name = funnel.scale.partition("[")[0]
+    locations_of = [
+        p for p in ctx.parents.get(funnel.effects, []) if p != scale_name and p in ctx.posterior
+    ]
+    location = locations_of[0] if locations_of else "mean"
+    return (
+        f"Non-center {funnel.effects}: {funnel.effects} = {location} + {scale_name} * z with "
+        "z ~ Normal(0, 1) (in hierax formula models: centered=False for that term)."
+    )
+
+
 def _entry_of(ctx: _Context, label: str) -> int:
     name = label.partition("[")[0]
     size = int(np.prod(ctx.posterior[name].shape[2:], dtype=int))
@@ -366,13 +374,41 @@ def _entry_of(ctx: _Context, label: str) -> int:
     return 0
 
 
-def _centering_advice(ctx: _Context, troubled: bool) -> list[Finding]:
-    """Non-centered offsets that the data pin down: advise centering (only when troubled)."""
+def _centering_advice(
+    ctx: _Context, troubled: bool, explained: Sequence[str] = ()
+) -> list[Finding]:
+    """Advice on the parameterization of group effects (only when the fit is troubled).
+
+    Non-centered offsets that the data pin down: center them. Centered effects
+    that shrink with their sd, in a fit that struggles without divergences to
+    show for it (the chains stuck at different depths of the funnel's neck,
+    with long trajectories): non-center them. ``explained`` are the effects a
+    divergence finding already covers.
+    """
     if not troubled:
         return []
     findings: list[Finding] = []
     for funnel in _funnels(ctx):
-        if funnel.centered or funnel.correlation > -FUNNEL_CORRELATION:
+        if funnel.centered:
+            if funnel.correlation < FUNNEL_CORRELATION or funnel.effects in explained:
+                continue
+            if any(f.check == "funnel" and funnel.effects in f.variables for f in findings):
+                continue
+            findings.append(
+                Finding(
+                    "funnel",
+                    f"The group effects {funnel.effects} shrink with their sd {funnel.scale} "
+                    f"(correlation of log {funnel.scale} with the log spread of "
+                    f"{funnel.effects}: {funnel.correlation:.2f}) and the sampler struggles: "
+                    f"a funnel. Where {funnel.scale} is small the effects sit in a narrow "
+                    f"neck that NUTS enters poorly, so chains stall at different depths of it "
+                    f"and the estimates of {funnel.scale} are biased upwards. "
+                    + _noncenter_fix(ctx, funnel),
+                    (funnel.scale, funnel.effects),
+                )
+            )
+            continue
+        if funnel.correlation > -FUNNEL_CORRELATION:
             continue
         findings.append(
             Finding(
@@ -617,14 +653,22 @@ def _ridge_without_prior(
 
 def _merge_funnel_and_modes(findings: list[Finding]) -> list[Finding]:
     """Chains stuck at different depths of a funnel are not separate modes: say so once."""
-    funnel = next((f for f in findings if f.check == "divergences" and "funnel" in f.message), None)
+    funnel = next(
+        (
+            f
+            for f in findings
+            if (f.check == "divergences" and "funnel" in f.message)
+            or (f.check == "funnel" and "Non-center" in f.message)
+        ),
+        None,
+    )
     modes = next((f for f in findings if f.check == "modes"), None)
     if funnel is None or modes is None:
         return findings
     if not set(v.partition("[")[0] for v in modes.variables) & set(funnel.variables):
         return findings
     merged = Finding(
-        "divergences",
+        funnel.check,
         funnel.message + " The chains also disagree about these parameters: some got stuck "
         "in the neck of the funnel, which is not a second mode.",
         funnel.variables,
@@ -663,10 +707,11 @@ def diagnose(fit: Fit, findings: Sequence[Finding] | None = None) -> Diagnosis:
             result += _explain_divergences(finding, ctx)
         else:
             result.append(finding)
-    result = _merge_funnel_and_modes(result)
     troubled = any(
         f.check in ("divergences", "tree_depth", "ess_bulk", "ess_tail", "e_bfmi") for f in result
     )
-    result += _centering_advice(ctx, troubled)
+    explained = [v for f in result if f.check == "divergences" for v in f.variables]
+    result += _centering_advice(ctx, troubled, explained)
+    result = _merge_funnel_and_modes(result)
     result += _non_identified(ctx)
     return Diagnosis(findings=result, table=table)

@@ -64,20 +64,31 @@ def test_identifiable_crossed_formula_reports_nothing():
 
 
 def test_identifiable_crossed_model_function_reports_nothing():
-    result = crossed.fit(seed=1, quick=True)
+    # the seed's own 4 x 1000 draws: with 500 per chain, R-hat of this model passes
+    # 1.01 in about one run in five (seeds 1-14: 4 runs, with the sampler of
+    # 2026-11-21 and of today alike), which is noise, not a finding
+    result = crossed.fit(seed=1)
     assert result.diagnose().ok, str(result.diagnose())
 
 
 # ------------------------------------------------------------------------ funnels
 
 
-def test_centered_eight_schools_divergences_point_at_tau_and_theta():
+@pytest.mark.parametrize("seed", [0, 4])
+def test_centered_eight_schools_diagnosis_points_at_tau_and_theta(seed):
+    """The funnel is named with its fix, whether the chains diverge in it or stall in it.
+
+    Seed 4: 57 divergences concentrated at small tau. Seed 0: no divergence, the
+    chains stall at different depths of the neck (R-hat, tree depth).
+    """
     result = quiet_fit(
-        eight_schools_centered, EIGHT_SCHOOLS, chains=4, draws=300, warmup=300, seed=0
+        eight_schools_centered, EIGHT_SCHOOLS, chains=4, draws=300, warmup=300, seed=seed
     )
     diagnosis = result.diagnose()
-    finding = diagnosis["divergences"]
-    assert finding.variables == ("tau", "theta")
+    named = [f for f in diagnosis.findings if f.variables == ("tau", "theta")]
+    assert len(named) == 1, str(diagnosis)
+    finding = named[0]
+    assert finding.check == ("divergences" if result.divergences else "funnel")
     assert "funnel" in finding.message
     assert "Non-center theta: theta = mu + tau * z" in finding.message
     assert "modes" not in diagnosis  # a stuck funnel is not reported as multimodality

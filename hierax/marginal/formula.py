@@ -26,7 +26,6 @@ import numpyro.distributions as dist
 import scipy.sparse as sparse
 from numpyro import handlers
 
-from ..errors import ModelError
 from ..formula.build import _sample, _stacked_coefficient_priors, auxiliary_parameters, group_scale
 from ..formula.design import GroupBlock
 from ..priors import Prior
@@ -377,8 +376,8 @@ def fit_marginalized(
     force one (the latter raises when its checks fail).
     """
     from ..fit import assemble_fit
-    from ..independence import run_independence
-    from ..sampling import SamplerOutput, prepare, run_nuts
+    from ..independence import sample_collapsed
+    from ..sampling import prepare
 
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
@@ -395,39 +394,18 @@ def fit_marginalized(
             if isinstance(init, list | tuple)
             else {k: v for k, v in dict(init).items() if k in kept}
         )
-    output: SamplerOutput | str = "NUTS was asked for"
-    if draw_method not in ("auto", "nuts", "independence"):
-        raise ModelError(
-            f"draw_method must be 'auto', 'nuts' or 'independence', got {draw_method!r}."
-        )
-    if draw_method != "nuts" and init is None:
-        output = run_independence(
-            collapsed,
-            arrays,
-            chains=chains,
-            draws=draws,
-            warmup=warmup,
-            seed=seed,
-            model_info=collapsed_info,
-        )
-        if isinstance(output, str) and draw_method == "independence":
-            raise ModelError(f"independence sampling is not possible here: {output}.")
-    fallback = output if isinstance(output, str) else None
-    if isinstance(output, str):
-        output = run_nuts(
-            collapsed,
-            arrays,
-            chains=chains,
-            draws=draws,
-            warmup=warmup,
-            seed=seed,
-            init=init,
-            model_info=collapsed_info,
-            **sampler,
-        )
-        output.info["method"] = "nuts"
-        if draw_method == "auto":
-            output.info["independence_not_used_because"] = fallback
+    output = sample_collapsed(
+        collapsed,
+        arrays,
+        model_info=collapsed_info,
+        chains=chains,
+        draws=draws,
+        warmup=warmup,
+        seed=seed,
+        init=init,
+        draw_method=draw_method,
+        **sampler,
+    )
     started = time.perf_counter()
     drawn = draw_marginalized(
         plan, model._priors, output.posterior, jax.random.fold_in(jax.random.PRNGKey(seed), 7)

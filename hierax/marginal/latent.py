@@ -262,13 +262,9 @@ def fit_integrated(
     not needed and are dropped.
     """
     from ..fit import assemble_fit
-    from ..independence import run_independence
-    from ..sampling import SamplerOutput, prepare, run_nuts
+    from ..independence import sample_collapsed
+    from ..sampling import prepare
 
-    if draw_method not in ("auto", "nuts", "independence"):
-        raise ModelError(
-            f"draw_method must be 'auto', 'nuts' or 'independence', got {draw_method!r}."
-        )
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
     cleaned, info, data_dims = prepare(
@@ -277,36 +273,18 @@ def fit_integrated(
     collapsed = collapsed_model(plan, model)
     arrays, collapsed_info, _ = prepare(collapsed, cleaned)
     init = _without(init, plan.name)
-    output: SamplerOutput | str = "NUTS was asked for"
-    if draw_method != "nuts":
-        output = run_independence(
-            collapsed,
-            arrays,
-            chains=chains,
-            draws=draws,
-            warmup=warmup,
-            seed=seed,
-            model_info=collapsed_info,
-            init=init if isinstance(init, Mapping) else None,
-        )
-        if isinstance(output, str) and draw_method == "independence":
-            raise ModelError(f"independence sampling is not possible here: {output}.")
-    fallback = output if isinstance(output, str) else None
-    if isinstance(output, str):
-        output = run_nuts(
-            collapsed,
-            arrays,
-            chains=chains,
-            draws=draws,
-            warmup=warmup,
-            seed=seed,
-            init=init,
-            model_info=collapsed_info,
-            **sampler,
-        )
-        output.info["method"] = "nuts"
-        if draw_method == "auto":
-            output.info["independence_not_used_because"] = fallback
+    output = sample_collapsed(
+        collapsed,
+        arrays,
+        model_info=collapsed_info,
+        chains=chains,
+        draws=draws,
+        warmup=warmup,
+        seed=seed,
+        init=init,
+        draw_method=draw_method,
+        **sampler,
+    )
     started = time.perf_counter()
     drawn = draw_latent(
         plan, model, cleaned, output.posterior, jax.random.fold_in(jax.random.PRNGKey(seed), 7)

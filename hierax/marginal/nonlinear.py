@@ -54,7 +54,6 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
 
-from ..errors import ModelError
 from ..formula.build import (
     _sample,
     _stacked_coefficient_priors,
@@ -985,20 +984,16 @@ def fit_marginalized(
 ) -> Fit:
     """Sample the collapsed model, then draw the marginalized sites exactly.
 
-    ``draw_method``: "auto" tries independence Metropolis-Hastings from a
-    Student-t at the mode of the collapsed posterior when no ``init`` is given
-    and falls back to NUTS; "nuts" or "independence" force one. ``init`` may
-    name marginalized sites: their values are dropped (they are not sampled),
-    the others start the collapsed chains.
+    ``draw_method`` as in :func:`hierax.independence.sample_collapsed`:
+    "auto" tries independence Metropolis-Hastings from a Student-t at the mode
+    of the collapsed posterior and falls back to NUTS. ``init`` may name
+    marginalized sites: their values are dropped (they are not sampled), the
+    others start the mode search or the chains.
     """
     from ..fit import assemble_fit
-    from ..independence import run_independence
-    from ..sampling import SamplerOutput, prepare, run_nuts
+    from ..independence import sample_collapsed
+    from ..sampling import prepare
 
-    if draw_method not in ("auto", "nuts", "independence"):
-        raise ModelError(
-            f"draw_method must be 'auto', 'nuts' or 'independence', got {draw_method!r}."
-        )
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
     # the plain model is only described here (sites, dims): trace it abstractly
@@ -1008,39 +1003,18 @@ def fit_marginalized(
     collapsed = collapsed_model(plan, model)
     arrays, collapsed_info, _ = prepare(collapsed, cleaned)
     init = _drop(init, set(plan.marginalized))
-    output: SamplerOutput | str = "NUTS was asked for"
-    if draw_method != "nuts" and init is None:
-        output = run_independence(
-            collapsed,
-            arrays,
-            chains=chains,
-            draws=draws,
-            warmup=warmup,
-            seed=seed,
-            model_info=collapsed_info,
-        )
-        if isinstance(output, str) and draw_method == "independence":
-            raise ModelError(f"independence sampling is not possible here: {output}.")
-    elif draw_method == "independence":
-        raise ModelError("independence sampling does not take initial values; drop init.")
-    fallback = output if isinstance(output, str) else None
-    if isinstance(output, str):
-        output = run_nuts(
-            collapsed,
-            arrays,
-            chains=chains,
-            draws=draws,
-            warmup=warmup,
-            seed=seed,
-            init=init,
-            model_info=collapsed_info,
-            **sampler,
-        )
-        output.info["method"] = "nuts"
-        if draw_method == "auto":
-            output.info["independence_not_used_because"] = (
-                "initial values were given" if init is not None else fallback
-            )
+    output = sample_collapsed(
+        collapsed,
+        arrays,
+        model_info=collapsed_info,
+        chains=chains,
+        draws=draws,
+        warmup=warmup,
+        seed=seed,
+        init=init,
+        draw_method=draw_method,
+        **sampler,
+    )
     started = time.perf_counter()
     kept = set(collapsed_info.names("latent"))
     drawn = draw_marginalized(
