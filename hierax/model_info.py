@@ -215,6 +215,8 @@ def check_observed_support(trace: Mapping[str, Any]) -> None:
     for name, site in trace.items():
         if site["type"] != "sample" or not site["is_observed"]:
             continue
+        if isinstance(site["value"], jax.core.Tracer):
+            continue  # a factor's value in an abstract trace: computed, not data
         value = np.asarray(site["value"])
         if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
             bad = np.flatnonzero(~np.isfinite(value).reshape(-1))

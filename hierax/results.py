@@ -94,10 +94,19 @@ def pointwise_log_likelihood(
 def observed_values(
     model_fn: Callable[..., Any], data: Mapping[str, Any], info: ModelInfo
 ) -> dict[str, np.ndarray]:
-    """The observed values as the model sees them."""
-    with handlers.seed(rng_seed=0):
-        trace = handlers.trace(model_fn).get_trace(**data)
-    return {name: np.asarray(trace[name]["value"]) for name in info.names("observed")}
+    """The observed values as the model sees them.
+
+    Read from an abstract trace (nothing runs outside ``jit``); a model that
+    computes its observations (``obs=jnp.log(y)``) is run for them.
+    """
+    from .model_info import trace_model
+
+    names = info.names("observed")
+    trace = trace_model(model_fn, data, abstract=True)
+    if any(isinstance(trace[name]["value"], jax.core.Tracer) for name in names if name in trace):
+        with handlers.seed(rng_seed=0):
+            trace = handlers.trace(model_fn).get_trace(**data)
+    return {name: np.asarray(trace[name]["value"]) for name in names}
 
 
 def constant_values(data: Mapping[str, Any], observed: Mapping[str, np.ndarray]) -> dict[str, Any]:

@@ -386,7 +386,7 @@ def fit_marginalized(
         model.model_fn, data, coords=coords, dims=dims, abstract=True
     )
     collapsed = collapsed_model(plan, model._priors)
-    arrays, collapsed_info, _ = prepare(collapsed, collapsed_data(plan))
+    arrays, collapsed_info, _ = prepare(collapsed, collapsed_data(plan), abstract=True)
     if init is not None:
         kept = set(collapsed_info.names("latent"))
         init = (

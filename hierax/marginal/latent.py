@@ -271,7 +271,7 @@ def fit_integrated(
         model.model_fn, data, coords=coords, dims=dims, abstract=True
     )
     collapsed = collapsed_model(plan, model)
-    arrays, collapsed_info, _ = prepare(collapsed, cleaned)
+    arrays, collapsed_info, _ = prepare(collapsed, cleaned, abstract=True)
     init = _without(init, plan.name)
     output = sample_collapsed(
         collapsed,

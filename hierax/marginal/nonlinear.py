@@ -1001,7 +1001,7 @@ def fit_marginalized(
         model.model_fn, data, coords=coords, dims=dims, abstract=True
     )
     collapsed = collapsed_model(plan, model)
-    arrays, collapsed_info, _ = prepare(collapsed, cleaned)
+    arrays, collapsed_info, _ = prepare(collapsed, cleaned, abstract=True)
     init = _drop(init, set(plan.marginalized))
     output = sample_collapsed(
         collapsed,
