@@ -472,7 +472,12 @@ def _prior_draws(ctx: _Context, names: Sequence[str]) -> dict[str, np.ndarray] |
 
     try:
         prior, _ = prior_draws(
-            fit.model_fn, fit.data, fit.model_info, jax.random.PRNGKey(0), PRIOR_DRAWS
+            fit.model_fn,
+            fit.data,
+            fit.model_info,
+            jax.random.PRNGKey(0),
+            PRIOR_DRAWS,
+            predictive_too=False,
         )
     except Exception:  # a model whose prior cannot be drawn: fall back to correlations
         return None

@@ -42,6 +42,9 @@ MIN_ACCEPTANCE = 0.25
 #: seed's collapsed model (16 parameters: 14 log periods, their mean and sd) gets
 #: k 0.39 and acceptance 0.42, and 1.8 times NUTS's effective samples per second.
 MAX_DIMENSION = 32
+#: Chains accepting less often than this are thinned (by at most MAX_THIN).
+TARGET_ACCEPTANCE = 0.7
+MAX_THIN = 8
 #: Rounds of importance-weighted moment matching before the final proposal.
 ADAPTATION_ROUNDS = 2
 ADAPTATION_DRAWS = 2000
@@ -285,13 +288,28 @@ def run_independence(
             round_ = ADAPTATION_ROUNDS
     if pareto_k > PARETO_K_MAX:
         return f"the proposal fits poorly (Pareto k {pareto_k:.2f} > {PARETO_K_MAX})"
-    log_p = log_ratio + proposal.log_density(z, df)
     uniforms = accept_rng.uniform(size=(chains, steps))
-    held, accept_prob = _independence_chains(log_ratio.reshape(chains, steps), uniforms)
+    _, accept_prob = _independence_chains(log_ratio.reshape(chains, steps), uniforms)
     acceptance = float(accept_prob[:, burn:].mean())
     if acceptance < MIN_ACCEPTANCE:
         return f"the proposal is accepted too rarely ({acceptance:.2f})"
-    kept = held[:, burn:] + (np.arange(chains) * steps)[:, None]  # flat proposal index
+    # A rarely accepting chain repeats its states: thin it so that each kept draw is
+    # worth about one independent draw (proposals are cheap, no gradients)
+    thin = int(np.clip(np.ceil(TARGET_ACCEPTANCE / acceptance), 1, MAX_THIN))
+    if thin > 1:
+        z_more = proposal.draw(proposal_rng, chains * steps * (thin - 1), df)
+        ratio_more, proposed_more = log_ratios(z_more, proposal)
+        z = np.concatenate([z, z_more])
+        log_ratio = np.concatenate([log_ratio, ratio_more])
+        proposed = {k: np.concatenate([v, proposed_more[k]]) for k, v in proposed.items()}
+    # the proposals are independent draws, so any arrangement into chains is valid
+    length = steps * thin
+    log_p = log_ratio + proposal.log_density(z, df)
+    uniforms = accept_rng.uniform(size=(chains, length))
+    held, accept_prob = _independence_chains(log_ratio.reshape(chains, length), uniforms)
+    acceptance = float(accept_prob[:, burn:].mean())
+    # after the burn-in, every thin-th state
+    kept = held[:, burn + thin - 1 :: thin][:, :draws] + (np.arange(chains) * length)[:, None]
     constrained = {name: value[kept.reshape(-1)] for name, value in proposed.items()}
     sampling_seconds = time.perf_counter() - started
     posterior = {
@@ -301,7 +319,7 @@ def run_independence(
     lp = log_p[kept.reshape(-1)].reshape(chains, draws)
     sample_stats = {
         "diverging": np.zeros((chains, draws), dtype=bool),
-        "acceptance_rate": accept_prob[:, burn:],
+        "acceptance_rate": accept_prob[:, burn + thin - 1 :: thin][:, :draws],
         "lp": lp,
     }
     info = {
@@ -313,6 +331,7 @@ def run_independence(
         "proposal": f"multivariate Student-t (df {df:g}, scale x{SCALE}) fitted to the posterior",
         "pareto_k": pareto_k,
         "acceptance_rate": acceptance,
+        "thin": thin,
         "preparation_seconds": preparation_seconds,
         "compile_seconds": compile_seconds,
         "sampling_seconds": sampling_seconds,

@@ -65,12 +65,19 @@ def prior_draws(
     info: ModelInfo,
     key: jax.Array,
     num_samples: int,
+    predictive_too: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Prior draws of latent/deterministic sites and prior predictive draws of observed sites."""
-    observed = info.names("observed")
+    """Prior draws of latent/deterministic sites and prior predictive draws of observed sites.
+
+    ``predictive_too=False`` leaves the observed sites as data (nothing is
+    drawn for them; a smaller program to compile) and returns no predictive draws.
+    """
+    observed = info.names("observed") if predictive_too else []
     sites = info.names("latent") + info.names("deterministic") + observed
     predictive = Predictive(
-        _Unobserve(model_fn, set(observed)), num_samples=num_samples, return_sites=sites
+        _Unobserve(model_fn, set(observed)) if observed else model_fn,
+        num_samples=num_samples,
+        return_sites=sites,
     )
     out = _group_by_chain(predictive(key, **data), 1, num_samples)
     prior = {k: v for k, v in out.items() if k not in observed}
