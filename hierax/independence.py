@@ -226,14 +226,18 @@ def run_independence(
     if dim > MAX_DIMENSION:
         return f"{dim} parameters are too many for an independence proposal"
     target = _Unconstrained(potential_fn, unravel)
-    preconditioner, _, details = _precondition(target, starts, "dense", init_key)
+    preconditioner, _, details = _precondition(
+        target, starts, "dense", init_key, finite_differences=True
+    )
     if direct is not None and not np.isfinite(details.get("mode_log_density", np.nan)):
         # the plain start (all unconstrained values 0) is outside the posterior's
         # support: let NumPyro search for a valid one
         numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, inits, 1, init_key)
         potential_fn, postprocess = numpyro_info.potential_fn, numpyro_info.postprocess_fn
         target = _Unconstrained(potential_fn, unravel)
-        preconditioner, _, details = _precondition(target, starts, "dense", init_key)
+        preconditioner, _, details = _precondition(
+            target, starts, "dense", init_key, finite_differences=True
+        )
     if not details.get("mode_found"):
         return "no posterior mode with positive definite curvature was found"
     preparation_seconds = time.perf_counter() - started

@@ -35,6 +35,7 @@ from .precondition import (
     Preconditioner,
     derivative_functions,
     find_mode,
+    finite_difference_derivatives,
     from_curvature,
     negative_hessian,
 )
@@ -185,11 +186,14 @@ def _precondition(
     option: PreconditionOption,
     key: jax.Array,
     extra_starts: np.ndarray | None = None,
+    finite_differences: bool = False,
 ) -> tuple[Preconditioner, np.ndarray, dict[str, Any]]:
     """Mode search from each distinct start, curvature at the best mode, chain starts in z.
 
     With ``extra_starts`` (multi-start), every start is optimised, the optima
-    are clustered, and all chains start in the best mode.
+    are clustered, and all chains start in the best mode. With
+    ``finite_differences`` the Hessian comes from differences of gradients
+    (no second-order program to compile; for a few parameters).
     """
     chains, dim = starts.shape
     if option == "none":
@@ -206,7 +210,11 @@ def _precondition(
             match = chain
         source_of.append(match)
 
-    value_and_grad, hessian = derivative_functions(target.log_density, dim)
+    value_and_grad, hessian = (
+        finite_difference_derivatives(target.log_density)
+        if finite_differences
+        else derivative_functions(target.log_density, dim)
+    )
     modes = {c: find_mode(value_and_grad, starts[c], hessian=hessian) for c in distinct}
     multistart = extra_starts is not None and len(extra_starts) > 0
     if multistart:

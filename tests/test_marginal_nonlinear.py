@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats as st
+from models import assert_same_posterior
 
 import hierax as hx
 from hierax.errors import ModelError
@@ -442,23 +443,6 @@ def test_initial_values_of_marginalized_sites_are_dropped():
     )
 
 
-def assert_same_posterior(a, b, names):
-    import arviz as az
-
-    for name in names:
-        first, second = a.posterior[name], b.posterior[name]
-        mcse = np.hypot(
-            az.mcse(a.idata, var_names=[name])[name].values,
-            az.mcse(b.idata, var_names=[name])[name].values,
-        )
-        difference = np.abs(
-            first.mean(("chain", "draw")).values - second.mean(("chain", "draw")).values
-        )
-        assert np.all(difference < 4 * mcse), (name, difference, mcse)
-        ratio = first.std(("chain", "draw")).values / second.std(("chain", "draw")).values
-        assert np.all(np.abs(ratio - 1) < 0.1), (name, ratio)
-
-
 @pytest.mark.slow
 def test_marginalized_nuts_has_the_plain_posterior():
     table = zoo_table(seed=5, n_g=6, n_h=4, per=6)
@@ -486,10 +470,17 @@ def test_marginalized_nuts_has_the_plain_posterior():
     ids=["binaries", "calibration"],
 )
 def test_examples_fit_marginalized_with_the_plain_variables(example, expected):
-    marginal = example.fit(seed=3, quick=True, progress=False)
-    plain = example.fit(seed=4, quick=True, progress=False, marginalize=False)
+    # 4 x 1000 draws each: with 4 x 500 the 10 % bound on spreads is under two Monte
+    # Carlo sds of their ratio, and the test would fail on noise
+    marginal = example.fit(seed=3, progress=False)
+    plain = example.fit(seed=4, progress=False, marginalize=False)
     assert marginal.info["marginalized"] == expected
     assert marginal.divergences == 0
     assert posterior_variables(marginal) == posterior_variables(plain)
     hyper = ["lnP", "sd_lnP_star", "lnP_star"] if example is binaries_nl else ["k", "S0", "sigma"]
-    assert_same_posterior(marginal, plain, hyper + [n for n in expected if not n.startswith("r_")])
+    assert_same_posterior(
+        marginal,
+        plain,
+        hyper + [n for n in expected if not n.startswith("r_")],
+        spread="interval" if example is calibration_nl else "sd",
+    )

@@ -13,7 +13,6 @@ terms).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -375,66 +374,30 @@ def fit_marginalized(
     Pareto k and acceptance) and falls back to NUTS; "nuts" or "independence"
     force one (the latter raises when its checks fail).
     """
-    from ..fit import assemble_fit
-    from ..independence import sample_collapsed
-    from ..sampling import prepare
+    from .collapsed import fit_collapsed
 
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
-    # the full model is only described (sites, dims), never run: trace it abstractly
-    cleaned, info, data_dims = prepare(
-        model.model_fn, data, coords=coords, dims=dims, abstract=True
-    )
-    collapsed = collapsed_model(plan, model._priors)
-    arrays, collapsed_info, _ = prepare(collapsed, collapsed_data(plan), abstract=True)
-    if init is not None:
-        kept = set(collapsed_info.names("latent"))
-        init = (
-            [{k: v for k, v in values.items() if k in kept} for values in init]
-            if isinstance(init, list | tuple)
-            else {k: v for k, v in dict(init).items() if k in kept}
-        )
-    output = sample_collapsed(
-        collapsed,
-        arrays,
-        model_info=collapsed_info,
+    def draw(posterior: Mapping[str, np.ndarray], key: jax.Array, _: Any) -> dict[str, Any]:
+        return draw_marginalized(plan, model._priors, posterior, key)
+
+    return fit_collapsed(
+        model.model_fn,
+        collapsed_model(plan, model._priors),
+        coords=coords,
+        dims=dims,
+        data=data,
+        draw=draw,
+        marginalized=plan.marginalized,
+        collapsed_data=collapsed_data(plan),
+        extra_info={"marginalized_coefficients": int(plan.stats.p)},
         chains=chains,
         draws=draws,
         warmup=warmup,
         seed=seed,
         init=init,
-        draw_method=draw_method,
-        **sampler,
-    )
-    started = time.perf_counter()
-    drawn = draw_marginalized(
-        plan, model._priors, output.posterior, jax.random.fold_in(jax.random.PRNGKey(seed), 7)
-    )
-    conditional_seconds = time.perf_counter() - started
-    posterior = {**output.posterior, **drawn}
-    wanted = [n for n, site in info.sites.items() if site.kind in ("latent", "deterministic")]
-    missing = [n for n in wanted if n not in posterior]
-    if missing:  # pragma: no cover - a site the plan does not know about is a bug
-        raise RuntimeError(f"marginalized fit lacks sites {missing}")
-    posterior = {n: posterior[n] for n in wanted}
-    run_info = {
-        **output.info,
-        "marginalized": plan.marginalized,
-        "marginalized_coefficients": int(plan.stats.p),
-        "conditional_draw_seconds": conditional_seconds,
-    }
-    return assemble_fit(
-        model.model_fn,
-        cleaned,
-        info,
-        data_dims,
-        posterior=posterior,
-        sample_stats=output.sample_stats,
-        run_info=run_info,
-        seed=seed,
-        draws=draws,
         prior=prior,
         posterior_predictive=posterior_predictive,
         log_likelihood=log_likelihood,
         warn=warn,
+        draw_method=draw_method,
+        **sampler,
     )

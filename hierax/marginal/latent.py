@@ -18,7 +18,6 @@ plain one.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -227,14 +226,6 @@ def draw_latent(
     return drawn.reshape((chains, draws) + drawn.shape[1:])
 
 
-def _without(init: Any, name: str) -> Any:
-    if init is None:
-        return None
-    if isinstance(init, list | tuple):
-        return [{k: v for k, v in dict(values).items() if k != name} for values in init]
-    return {k: v for k, v in dict(init).items() if k != name}
-
-
 def fit_integrated(
     model: NonlinearModel,
     plan: LatentPlan,
@@ -261,58 +252,31 @@ def fit_integrated(
     values of θ start the mode search (or NUTS); those of the latent values are
     not needed and are dropped.
     """
-    from ..fit import assemble_fit
-    from ..independence import sample_collapsed
-    from ..sampling import prepare
+    from .collapsed import fit_collapsed
 
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
-    cleaned, info, data_dims = prepare(
-        model.model_fn, data, coords=coords, dims=dims, abstract=True
-    )
-    collapsed = collapsed_model(plan, model)
-    arrays, collapsed_info, _ = prepare(collapsed, cleaned, abstract=True)
-    init = _without(init, plan.name)
-    output = sample_collapsed(
-        collapsed,
-        arrays,
-        model_info=collapsed_info,
+    def draw(
+        posterior: Mapping[str, np.ndarray], key: jax.Array, arrays: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return {plan.name: draw_latent(plan, model, arrays, posterior, key)}
+
+    return fit_collapsed(
+        model.model_fn,
+        collapsed_model(plan, model),
+        coords=coords,
+        dims=dims,
+        data=data,
+        draw=draw,
+        marginalized=plan.marginalized,
+        extra_info={"marginalization": "adaptive Gauss-Hermite quadrature per row"},
         chains=chains,
         draws=draws,
         warmup=warmup,
         seed=seed,
         init=init,
-        draw_method=draw_method,
-        **sampler,
-    )
-    started = time.perf_counter()
-    drawn = draw_latent(
-        plan, model, cleaned, output.posterior, jax.random.fold_in(jax.random.PRNGKey(seed), 7)
-    )
-    conditional_seconds = time.perf_counter() - started
-    posterior = {**output.posterior, plan.name: drawn}
-    wanted = [n for n, site in info.sites.items() if site.kind in ("latent", "deterministic")]
-    missing = [n for n in wanted if n not in posterior]
-    if missing:  # pragma: no cover - a site the integrated model does not know is a bug
-        raise RuntimeError(f"integrated fit lacks sites {missing}")
-    run_info = {
-        **output.info,
-        "marginalized": plan.marginalized,
-        "marginalization": "adaptive Gauss-Hermite quadrature per row",
-        "conditional_draw_seconds": conditional_seconds,
-    }
-    return assemble_fit(
-        model.model_fn,
-        cleaned,
-        info,
-        data_dims,
-        posterior={n: posterior[n] for n in wanted},
-        sample_stats=output.sample_stats,
-        run_info=run_info,
-        seed=seed,
-        draws=draws,
         prior=prior,
         posterior_predictive=posterior_predictive,
         log_likelihood=log_likelihood,
         warn=warn,
+        draw_method=draw_method,
+        **sampler,
     )

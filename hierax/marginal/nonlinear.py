@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -954,15 +953,6 @@ def draw_marginalized(
 # ------------------------------------------------------------------------------ fit
 
 
-def _drop(init: Any, names: set[str]) -> Any:
-    """Initial values without the marginalized sites."""
-    if init is None:
-        return None
-    if isinstance(init, list | tuple):
-        return [{k: v for k, v in dict(values).items() if k not in names} for values in init]
-    return {k: v for k, v in dict(init).items() if k not in names}
-
-
 def fit_marginalized(
     model: NonlinearModel,
     plan: NonlinearMarginalPlan,
@@ -990,65 +980,36 @@ def fit_marginalized(
     marginalized sites: their values are dropped (they are not sampled), the
     others start the mode search or the chains.
     """
-    from ..fit import assemble_fit
-    from ..independence import sample_collapsed
-    from ..sampling import prepare
+    from .collapsed import fit_collapsed
 
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
-    # the plain model is only described here (sites, dims): trace it abstractly
-    cleaned, info, data_dims = prepare(
-        model.model_fn, data, coords=coords, dims=dims, abstract=True
-    )
     collapsed = collapsed_model(plan, model)
-    arrays, collapsed_info, _ = prepare(collapsed, cleaned, abstract=True)
-    init = _drop(init, set(plan.marginalized))
-    output = sample_collapsed(
+
+    def draw(
+        posterior: Mapping[str, np.ndarray], key: jax.Array, arrays: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return draw_marginalized(plan, model, arrays, posterior, key)
+
+    return fit_collapsed(
+        model.model_fn,
         collapsed,
-        arrays,
-        model_info=collapsed_info,
+        coords=coords,
+        dims=dims,
+        data=data,
+        draw=draw,
+        marginalized=plan.marginalized,
+        extra_info={
+            "marginalized_coefficients": plan.n_coefficients,
+            "not_marginalized": dict(plan.not_marginalized),
+        },
         chains=chains,
         draws=draws,
         warmup=warmup,
         seed=seed,
         init=init,
-        draw_method=draw_method,
-        **sampler,
-    )
-    started = time.perf_counter()
-    kept = set(collapsed_info.names("latent"))
-    drawn = draw_marginalized(
-        plan,
-        model,
-        arrays,
-        {k: v for k, v in output.posterior.items() if k in kept},
-        jax.random.fold_in(jax.random.PRNGKey(seed), 7),
-    )
-    conditional_seconds = time.perf_counter() - started
-    wanted = [n for n, site in info.sites.items() if site.kind in ("latent", "deterministic")]
-    missing = [n for n in wanted if n not in drawn]
-    if missing:  # pragma: no cover - a site the plan does not know about is a bug
-        raise RuntimeError(f"marginalized fit lacks sites {missing}")
-    posterior = {n: drawn[n] for n in wanted}
-    run_info = {
-        **output.info,
-        "marginalized": plan.marginalized,
-        "marginalized_coefficients": plan.n_coefficients,
-        "not_marginalized": dict(plan.not_marginalized),
-        "conditional_draw_seconds": conditional_seconds,
-    }
-    return assemble_fit(
-        model.model_fn,
-        cleaned,
-        info,
-        data_dims,
-        posterior=posterior,
-        sample_stats=output.sample_stats,
-        run_info=run_info,
-        seed=seed,
-        draws=draws,
         prior=prior,
         posterior_predictive=posterior_predictive,
         log_likelihood=log_likelihood,
         warn=warn,
+        draw_method=draw_method,
+        **sampler,
     )

@@ -1,0 +1,132 @@
+"""The fit of a collapsed model, shared by every kind of marginalization.
+
+Formula models (:mod:`.formula`), conditionally linear parameters of nonlinear
+models (:mod:`.nonlinear`) and per-row latent values (:mod:`.latent`) differ
+in how they integrate parameters out and draw them back; the rest is the
+same: describe the plain model, sample the collapsed one
+(:func:`hierax.independence.sample_collapsed`), draw the integrated-out sites
+for every posterior draw, and assemble a fit with the plain model's variables.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..fit import Fit
+
+__all__ = ["fit_collapsed"]
+
+#: ``draw(posterior, key, data)``: the integrated-out sites for every posterior draw,
+#: ``(chain, draw, ...)``, given the collapsed model's latent draws and data.
+DrawFunction = Callable[[Mapping[str, np.ndarray], jax.Array, Mapping[str, Any]], Mapping[str, Any]]
+
+
+def _keep_sites(init: Any, names: set[str]) -> Any:
+    """Initial values of the collapsed model's own sites only."""
+    if init is None:
+        return None
+    if isinstance(init, list | tuple):
+        return [{k: v for k, v in dict(values).items() if k in names} for values in init]
+    return {k: v for k, v in dict(init).items() if k in names}
+
+
+def fit_collapsed(
+    model_fn: Callable[..., Any],
+    collapsed: Callable[..., Any],
+    *,
+    coords: Mapping[str, Sequence[Any]],
+    dims: Mapping[str, Sequence[str]],
+    data: Mapping[str, Any],
+    draw: DrawFunction,
+    marginalized: list[str],
+    collapsed_data: Mapping[str, Any] | None = None,
+    extra_info: Mapping[str, Any] | None = None,
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 1000,
+    seed: int | None = None,
+    init: Any = None,
+    prior: bool = False,
+    posterior_predictive: bool = False,
+    log_likelihood: bool = False,
+    warn: bool = True,
+    draw_method: str = "auto",
+    **sampler: Any,
+) -> Fit:
+    """Sample ``collapsed``, draw the integrated-out sites, return the plain model's fit.
+
+    Parameters
+    ----------
+    model_fn
+        The plain model: its sites, dims and data make the fit.
+    collapsed
+        The collapsed NumPyro model; its data are ``collapsed_data`` (default:
+        the plain model's validated data).
+    draw
+        Draws the integrated-out sites (see :data:`DrawFunction`).
+    marginalized
+        Names recorded in ``fit.info["marginalized"]``.
+    init
+        Initial values; those of integrated-out sites are dropped.
+    draw_method
+        As in :func:`hierax.independence.sample_collapsed`.
+    """
+    from ..fit import assemble_fit
+    from ..independence import sample_collapsed
+    from ..sampling import prepare
+
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
+    # the plain model is only described (sites, dims), never run: trace it abstractly
+    cleaned, info, data_dims = prepare(model_fn, data, coords=coords, dims=dims, abstract=True)
+    arrays, collapsed_info, _ = prepare(
+        collapsed, cleaned if collapsed_data is None else collapsed_data, abstract=True
+    )
+    output = sample_collapsed(
+        collapsed,
+        arrays,
+        model_info=collapsed_info,
+        chains=chains,
+        draws=draws,
+        warmup=warmup,
+        seed=seed,
+        init=_keep_sites(init, set(collapsed_info.names("latent"))),
+        draw_method=draw_method,
+        **sampler,
+    )
+    started = time.perf_counter()
+    sampled = {k: v for k, v in output.posterior.items() if k in collapsed_info.names("latent")}
+    drawn = draw(sampled, jax.random.fold_in(jax.random.PRNGKey(seed), 7), arrays)
+    conditional_seconds = time.perf_counter() - started
+    posterior = {**output.posterior, **drawn}
+    wanted = [n for n, site in info.sites.items() if site.kind in ("latent", "deterministic")]
+    missing = [n for n in wanted if n not in posterior]
+    if missing:  # pragma: no cover - a site the collapsed model does not know is a bug
+        raise RuntimeError(f"marginalized fit lacks sites {missing}")
+    run_info = {
+        **output.info,
+        "marginalized": list(marginalized),
+        **dict(extra_info or {}),
+        "conditional_draw_seconds": conditional_seconds,
+    }
+    return assemble_fit(
+        model_fn,
+        cleaned,
+        info,
+        data_dims,
+        posterior={n: np.asarray(posterior[n]) for n in wanted},
+        sample_stats=output.sample_stats,
+        run_info=run_info,
+        seed=seed,
+        draws=draws,
+        prior=prior,
+        posterior_predictive=posterior_predictive,
+        log_likelihood=log_likelihood,
+        warn=warn,
+    )
