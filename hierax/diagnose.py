@@ -517,6 +517,12 @@ def _plain(label: str) -> str:
 
 def _non_identified(ctx: _Context) -> list[Finding]:
     names = [n for n in ctx.posterior if ctx.posterior[n].ndim >= 2]
+    info = ctx.fit.model_info
+    if info is not None:
+        # deterministic sites are functions of the latent ones: they add no direction,
+        # only correlations with what they are computed from
+        latent = set(info.names("latent"))
+        names = [n for n in names if n in latent] or names
     if len(names) < 1:
         return []
     positive = {n: ctx.positive(n) for n in names}

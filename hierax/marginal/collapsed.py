@@ -20,7 +20,19 @@ import numpy as np
 if TYPE_CHECKING:
     from ..fit import Fit
 
-__all__ = ["fit_collapsed"]
+__all__ = ["batch_size", "fit_collapsed"]
+
+
+def batch_size(n: int, cap: int = 64) -> int:
+    """The largest divisor of ``n`` up to ``cap``: ``jax.lax.map`` batches with no remainder.
+
+    A remainder is a second copy of the mapped function in the compiled
+    program (``lax.map`` maps it apart), which doubles its compile time.
+    """
+    divisor = max(d for d in range(1, min(cap, n) + 1) if n % d == 0)
+    # a small divisor (n prime) would map almost draw by draw: take the remainder then
+    return divisor if divisor >= min(n, cap // 4) else min(cap, n)
+
 
 #: ``draw(posterior, key, data)``: the integrated-out sites for every posterior draw,
 #: ``(chain, draw, ...)``, given the collapsed model's latent draws and data.

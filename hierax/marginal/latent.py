@@ -36,6 +36,7 @@ from ..formula.build import (
     auxiliary_parameters,
     linear_predictor,
 )
+from .collapsed import batch_size
 from .quadrature import conditional_draws, log_marginal
 
 if TYPE_CHECKING:
@@ -221,7 +222,11 @@ def draw_latent(
         return transform(conditional_draws(log_integrand, start, draw_key))
 
     keys = jax.random.split(key, chains * draws)
-    drawn = jax.jit(lambda xs, ks: jax.lax.map(one, (xs, ks), batch_size=_DRAW_BATCH))(flat, keys)
+    drawn = jax.jit(
+        lambda xs, ks: jax.lax.map(
+            one, (xs, ks), batch_size=batch_size(chains * draws, _DRAW_BATCH)
+        )
+    )(flat, keys)
     drawn = np.asarray(drawn)
     return drawn.reshape((chains, draws) + drawn.shape[1:])
 

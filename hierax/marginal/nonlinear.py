@@ -61,6 +61,7 @@ from ..formula.build import (
 )
 from ..formula.design import GroupBlock
 from ..priors import Prior
+from .collapsed import batch_size
 
 if TYPE_CHECKING:
     from ..fit import Fit
@@ -946,7 +947,11 @@ def draw_marginalized(
         }
 
     keys = jax.random.split(key, chains * draws)
-    drawn = jax.jit(lambda xs, ks: jax.lax.map(one, (xs, ks), batch_size=_DRAW_BATCH))(flat, keys)
+    drawn = jax.jit(
+        lambda xs, ks: jax.lax.map(
+            one, (xs, ks), batch_size=batch_size(chains * draws, _DRAW_BATCH)
+        )
+    )(flat, keys)
     return {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in drawn.items()}
 
 
