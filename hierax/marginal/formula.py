@@ -358,17 +358,7 @@ def fit_marginalized(
     coords: Mapping[str, Sequence[Any]],
     dims: Mapping[str, Sequence[str]],
     data: Mapping[str, Any],
-    chains: int = 4,
-    draws: int = 1000,
-    warmup: int = 1000,
-    seed: int | None = None,
-    init: Any = None,
-    prior: bool = False,
-    posterior_predictive: bool = False,
-    log_likelihood: bool = False,
-    warn: bool = True,
-    draw_method: str = "auto",
-    **sampler: Any,
+    **options: Any,
 ) -> Fit:
     """Sample the collapsed model, then draw the marginalized sites exactly.
 
@@ -376,6 +366,9 @@ def fit_marginalized(
     Student-t at the mode of the collapsed posterior (small models, checked by
     Pareto k and acceptance) and falls back to NUTS; "nuts" or "independence"
     force one (the latter raises when its checks fail).
+
+    ``options`` are :func:`hierax.marginal.collapsed.fit_collapsed`'s (chains, draws,
+    warmup, seed, init, draw_method, the predictive groups, NUTS settings).
     """
     from .collapsed import fit_collapsed
 
@@ -392,15 +385,5 @@ def fit_marginalized(
         marginalized=plan.marginalized,
         collapsed_data=collapsed_data(plan),
         extra_info={"marginalized_coefficients": int(plan.stats.p)},
-        chains=chains,
-        draws=draws,
-        warmup=warmup,
-        seed=seed,
-        init=init,
-        prior=prior,
-        posterior_predictive=posterior_predictive,
-        log_likelihood=log_likelihood,
-        warn=warn,
-        draw_method=draw_method,
-        **sampler,
+        **options,
     )

@@ -238,17 +238,7 @@ def fit_integrated(
     coords: Mapping[str, Sequence[Any]],
     dims: Mapping[str, Sequence[str]],
     data: Mapping[str, Any],
-    chains: int = 4,
-    draws: int = 1000,
-    warmup: int = 1000,
-    seed: int | None = None,
-    init: Any = None,
-    prior: bool = False,
-    posterior_predictive: bool = False,
-    log_likelihood: bool = False,
-    warn: bool = True,
-    draw_method: str = "auto",
-    **sampler: Any,
+    **options: Any,
 ) -> Fit:
     """Sample θ from the integrated model, then draw the latent values from their conditionals.
 
@@ -256,6 +246,9 @@ def fit_integrated(
     Metropolis-Hastings (θ has few parameters) and falls back to NUTS. Initial
     values of θ start the mode search (or NUTS); those of the latent values are
     not needed and are dropped.
+
+    ``options`` are :func:`hierax.marginal.collapsed.fit_collapsed`'s (chains, draws,
+    warmup, seed, init, draw_method, the predictive groups, NUTS settings).
     """
     from .collapsed import fit_collapsed
 
@@ -273,15 +266,5 @@ def fit_integrated(
         draw=draw,
         marginalized=plan.marginalized,
         extra_info={"marginalization": "adaptive Gauss-Hermite quadrature per row"},
-        chains=chains,
-        draws=draws,
-        warmup=warmup,
-        seed=seed,
-        init=init,
-        prior=prior,
-        posterior_predictive=posterior_predictive,
-        log_likelihood=log_likelihood,
-        warn=warn,
-        draw_method=draw_method,
-        **sampler,
+        **options,
     )

@@ -965,17 +965,7 @@ def fit_marginalized(
     coords: Mapping[str, Sequence[Any]],
     dims: Mapping[str, Sequence[str]],
     data: Mapping[str, Any],
-    chains: int = 4,
-    draws: int = 1000,
-    warmup: int = 1000,
-    seed: int | None = None,
-    init: Any = None,
-    prior: bool = False,
-    posterior_predictive: bool = False,
-    log_likelihood: bool = False,
-    warn: bool = True,
-    draw_method: str = "auto",
-    **sampler: Any,
+    **options: Any,
 ) -> Fit:
     """Sample the collapsed model, then draw the marginalized sites exactly.
 
@@ -984,6 +974,9 @@ def fit_marginalized(
     of the collapsed posterior and falls back to NUTS. ``init`` may name
     marginalized sites: their values are dropped (they are not sampled), the
     others start the mode search or the chains.
+
+    ``options`` are :func:`hierax.marginal.collapsed.fit_collapsed`'s (chains, draws,
+    warmup, seed, init, draw_method, the predictive groups, NUTS settings).
     """
     from .collapsed import fit_collapsed
 
@@ -1006,15 +999,5 @@ def fit_marginalized(
             "marginalized_coefficients": plan.n_coefficients,
             "not_marginalized": dict(plan.not_marginalized),
         },
-        chains=chains,
-        draws=draws,
-        warmup=warmup,
-        seed=seed,
-        init=init,
-        prior=prior,
-        posterior_predictive=posterior_predictive,
-        log_likelihood=log_likelihood,
-        warn=warn,
-        draw_method=draw_method,
-        **sampler,
+        **options,
     )
