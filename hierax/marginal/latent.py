@@ -32,9 +32,7 @@ from numpyro.distributions.transforms import biject_to
 from ..errors import ModelError
 from ..formula.build import (
     _sample,
-    _stacked_coefficient_priors,
     auxiliary_parameters,
-    linear_predictor,
 )
 from .collapsed import batch_size
 from .quadrature import conditional_draws, log_marginal
@@ -74,40 +72,11 @@ def plan_latent_integration(model: NonlinearModel) -> LatentPlan | str:
     return LatentPlan(name)
 
 
-def _hyperparameter_env(model: NonlinearModel, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Sample every parameter with a sub-formula, as the plain model does (same sites)."""
-    env: dict[str, Any] = {c: data[c] for c in model.data_columns}
-    for name, spec in model.params.items():
-        if spec.formula is None:
-            continue
-        design = model.designs[name]
-        eta = linear_predictor(
-            design,
-            model._priors,
-            model.group_options,
-            data,
-            x_key=f"X_{name}",
-            intercept_name=model._intercept_name(name),
-            coefficient_priors=_stacked_coefficient_priors(
-                design, model._priors, prefix=f"{name}_"
-            ),
-            per_level_names={
-                g.name: g.name
-                for g in design.groups
-                if g.n_coef == 1 and g.coef_names == ("Intercept",)
-            },
-        )
-        env[name] = spec.transform(eta)
-        if model._intercept_name(name) != name and not design.fixed_terms and not design.groups:
-            numpyro.deterministic(name, env[name][0])
-    return env
-
-
 def _sample_hyperparameters(
     model: NonlinearModel, data: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The NumPyro sites of θ: every sub-formula parameter and the likelihood's own ones."""
-    env = _hyperparameter_env(model, data)
+    env = model.parameter_values(data)
     if model.measurement is not None:
         names = model.theta_names
     else:

@@ -388,14 +388,42 @@ class NonlinearModel:
             data["trials"] = self.response_design.trials
         return data
 
+    def parameter_values(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Sample every parameter that has a sub-formula (NumPyro sites), keyed by name.
+
+        Also holds the data columns the expression uses. The plain model and
+        the collapsed ones of :mod:`hierax.marginal` share it, so their sites
+        are the same.
+        """
+        env: dict[str, Any] = {c: data[c] for c in self.data_columns}
+        for name, spec in self.params.items():
+            if spec.formula is None:
+                continue
+            design = self.designs[name]
+            eta = linear_predictor(
+                design,
+                self._priors,
+                self.group_options,
+                data,
+                x_key=f"X_{name}",
+                intercept_name=self._intercept_name(name),
+                coefficient_priors=self._stacked[name],
+                per_level_names=self._per_level[name],
+            )
+            env[name] = spec.transform(eta)
+            if self._intercept_name(name) != name and not design.fixed_terms and not design.groups:
+                # a constant transformed parameter: keep its value under its own name
+                numpyro.deterministic(name, env[name][0])
+        return env
+
     def _build(self) -> Callable[..., None]:
         response = self.parsed.response
         aux_names = auxiliary_parameters(self.response_design, self.family)
-        stacked = {
+        self._stacked = {
             name: _stacked_coefficient_priors(d, self._priors, prefix=f"{name}_")
             for name, d in self.designs.items()
         }
-        per_level = {
+        self._per_level = {
             name: {
                 g.name: g.name
                 for g in design.groups
@@ -403,37 +431,13 @@ class NonlinearModel:
             }
             for name, design in self.designs.items()
         }
-        order = list(self.params)
         identity = LINKS["identity"]
 
         def model(**data: Any) -> None:
             n = data[response].shape[0] if data.get(response) is not None else data["_n"]
-            env: dict[str, Any] = {c: data[c] for c in self.data_columns}
             if self.distributional and self.response_design.se is not None:
                 raise ModelError("a distributional sigma cannot be combined with se().")
-            for name in order:
-                spec = self.params[name]
-                if spec.formula is None:
-                    continue
-                eta = linear_predictor(
-                    self.designs[name],
-                    self._priors,
-                    self.group_options,
-                    data,
-                    x_key=f"X_{name}",
-                    intercept_name=self._intercept_name(name),
-                    coefficient_priors=stacked[name],
-                    per_level_names=per_level[name],
-                )
-                env[name] = spec.transform(eta)
-                design = self.designs[name]
-                if (
-                    self._intercept_name(name) != name
-                    and not design.fixed_terms
-                    and not design.groups
-                ):
-                    # a constant transformed parameter: keep its value under its own name
-                    numpyro.deterministic(name, env[name][0])
+            env = self.parameter_values(data)
             with numpyro.plate("obs", n):
                 for name, distribution in self.latents.items():
                     env[name] = numpyro.sample(name, distribution.build(env))
