@@ -50,7 +50,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-import numpyro.distributions as dist
 from numpyro import handlers
 
 from ..formula.build import (
@@ -62,6 +61,7 @@ from ..formula.build import (
 from ..formula.design import GroupBlock
 from ..priors import Prior
 from .collapsed import batch_size
+from .formula import _normal_parameters
 
 if TYPE_CHECKING:
     from ..fit import Fit
@@ -488,19 +488,6 @@ class NonlinearMarginalPlan:
     @property
     def parameter_names(self) -> list[str]:
         return [p.name for p in self.parameters]
-
-
-def _normal_parameters(prior: Prior) -> tuple[float, float] | None:
-    """(loc, scale) of a scalar Normal prior, else None."""
-    if prior.fixed is not None:
-        return None
-    try:
-        built = prior.build()
-    except Exception:
-        return None
-    if type(built) is dist.Normal and built.batch_shape == ():
-        return float(built.loc), float(built.scale)
-    return None
 
 
 def _coefficients(model: NonlinearModel, name: str) -> list[_Coefficient]:
