@@ -129,8 +129,10 @@ def _row_problem(
         center = population.mean
     except NotImplementedError:
         center = population.icdf(0.5)
-    center = jnp.where(jnp.isfinite(center), center, population.sample(jax.random.PRNGKey(0)))
-    start = jax.lax.stop_gradient(transform.inv(center))
+    # a population without a finite mean (Cauchy-like) starts the search at 0 on the
+    # unconstrained scale; drawing a start instead would sample in every evaluation
+    start = transform.inv(center)
+    start = jax.lax.stop_gradient(jnp.where(jnp.isfinite(start), start, 0.0))
     return log_integrand, start, transform
 
 
