@@ -48,9 +48,20 @@ MAX_THIN = 8
 #: Rounds of importance-weighted moment matching before the final proposal.
 ADAPTATION_ROUNDS = 2
 ADAPTATION_DRAWS = 2000
-#: The proposal's scale is inflated by this factor: it must cover the posterior.
+#: The first proposal's scale is inflated by this factor and its degrees of freedom are
+#: few: it must cover the posterior.
 SCALE = 1.2
+DF = 5.0
+#: Once a proposal covers the posterior, a tighter one fitted to its importance-weighted
+#: moments is tried: a near-Gaussian posterior then accepts most proposals (16
+#: dimensions, Gaussian posterior: acceptance 0.46 with the covering Student-t, 0.86
+#: with this one). It is used when its Pareto k stays below 0.5 (on the trial draws and
+#: on the final ones) and its estimated acceptance is higher.
+TIGHT_DF = 30.0
+TIGHT_SCALE = 1.0
 _CHUNK = 1000
+#: Proposals evaluated together, vectorized, within a chunk (a divisor of _CHUNK).
+_EVALUATION_BATCH = 20
 
 
 def _chunks(values: np.ndarray) -> list[np.ndarray]:
@@ -78,32 +89,59 @@ def _student_t_log_density(z: np.ndarray, df: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Proposal:
-    """A multivariate Student-t with location ``mean`` and scale ``SCALE * chol chol'``."""
+    """A multivariate Student-t with location ``mean`` and scale matrix ``(scale chol)(scale chol)'``."""
 
     mean: np.ndarray
     chol: np.ndarray
+    df: float = DF
+    scale: float = SCALE
 
-    def draw(self, rng: np.random.Generator, size: int, df: float) -> np.ndarray:
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         # multivariate t: one chi-square mixing variable per draw (not per coordinate).
         # NumPy's generator, not JAX's: these few arrays need no compilation.
         normal = rng.standard_normal((size, self.mean.size))
-        chi2 = rng.chisquare(df, size)
-        t = normal * np.sqrt(df / chi2)[:, None]
-        return self.mean + SCALE * t @ self.chol.T
+        chi2 = rng.chisquare(self.df, size)
+        t = normal * np.sqrt(self.df / chi2)[:, None]
+        return self.mean + self.scale * t @ self.chol.T
 
-    def log_density(self, z: np.ndarray, df: float) -> np.ndarray:
-        standard = np.linalg.solve(self.chol, (z - self.mean).T).T / SCALE
-        log_det = np.sum(np.log(np.diag(self.chol))) + self.mean.size * np.log(SCALE)
-        return _student_t_log_density(standard, df) - log_det
+    def log_density(self, z: np.ndarray) -> np.ndarray:
+        standard = np.linalg.solve(self.chol, (z - self.mean).T).T / self.scale
+        log_det = np.sum(np.log(np.diag(self.chol))) + self.mean.size * np.log(self.scale)
+        return _student_t_log_density(standard, self.df) - log_det
 
     @classmethod
-    def from_weighted(cls, z: np.ndarray, weights: np.ndarray) -> _Proposal:
+    def from_weighted(
+        cls, z: np.ndarray, weights: np.ndarray, df: float = DF, scale: float = SCALE
+    ) -> _Proposal:
+        """Centered at the weighted mean of ``z``, its weighted covariance as scale matrix."""
         weights = weights / weights.sum()
         mean = weights @ z
         centered = z - mean
         cov = (centered * weights[:, None]).T @ centered
         cov += 1e-9 * np.eye(mean.size) * max(1.0, float(np.trace(cov)))
-        return cls(mean, np.linalg.cholesky(cov))
+        return cls(mean, np.linalg.cholesky(cov), df, scale)
+
+    def describe(self) -> str:
+        return f"multivariate Student-t (df {self.df:g}, scale x{self.scale:g})"
+
+
+def expected_acceptance(log_ratio: np.ndarray) -> float:
+    """Independence MH's acceptance rate, estimated from proposals' log importance ratios.
+
+    With ``w = p / q`` at independent draws from ``q``, the rate is
+    ``E_{x~p, y~q} min(1, w(y) / w(x))``: self-normalized weights stand in for
+    ``x ~ p``, the draws themselves for ``y ~ q``. Sorted, the double sum is
+    ``(1 / N) Σ_i [w_i (N - i) + Σ_{j<i} w_j] / Σ w``.
+    """
+    finite = np.sort(log_ratio[np.isfinite(log_ratio)])
+    if finite.size == 0:
+        return 0.0
+    weights = np.exp(finite - finite[-1])
+    total = weights.sum()
+    n = weights.size
+    below = np.concatenate([[0.0], np.cumsum(weights)[:-1]])
+    rate = np.sum(weights * (n - np.arange(n)) + below) / (n * total)
+    return float(rate) * finite.size / log_ratio.size
 
 
 def _direct_setup(
@@ -187,7 +225,6 @@ def run_independence(
     warmup: int = 1000,
     seed: int = 0,
     model_info: ModelInfo,
-    df: float = 5.0,
     init: Mapping[str, Any] | None = None,
 ) -> SamplerOutput | str:
     """Sample with independence MH from a Student-t at the mode, or say why not.
@@ -201,8 +238,6 @@ def run_independence(
     warmup
         Steps discarded at the start of each chain (at most 100 are needed:
         every proposal is already a draw near the posterior).
-    df : float
-        Degrees of freedom of the Student-t proposal.
     init : dict, optional
         Values of (some) sites where the mode search starts.
 
@@ -247,8 +282,17 @@ def run_independence(
     # compiled once, ahead of time, for fixed-size chunks: compile time is reported apart
     started = time.perf_counter()
     # one compiled function gives each proposal's log density and constrained values
+    # mapped in small vectorized batches: one batch's intermediates stay in the CPU's
+    # cache, where a whole chunk's would not (the star-cluster model's quadrature holds
+    # 64 x 256 values per proposal: 1.8 times faster than vectorizing the chunk at once)
     chunk_evaluate = (
-        jax.jit(jax.vmap(lambda flat: (target.log_density(flat), postprocess(unravel(flat)))))
+        jax.jit(
+            lambda flats: jax.lax.map(
+                lambda flat: (target.log_density(flat), postprocess(unravel(flat))),
+                flats,
+                batch_size=_EVALUATION_BATCH,
+            )
+        )
         .lower(jax.ShapeDtypeStruct((_CHUNK, dim), jnp.result_type(float)))
         .compile()
     )
@@ -266,30 +310,51 @@ def run_independence(
 
     def log_ratios(z: np.ndarray, proposal: _Proposal) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         log_p, constrained = evaluate(preconditioner.to_unconstrained_numpy(z))
-        log_q = proposal.log_density(z, df)
+        log_q = proposal.log_density(z)
         return np.where(np.isfinite(log_p), log_p - log_q, -np.inf), constrained
+
+    def checked(proposal: _Proposal, size: int) -> tuple[np.ndarray, ...] | None:
+        """Draws, log ratios, constrained values, smoothed log weights and Pareto k."""
+        z = proposal.draw(proposal_rng, size)
+        log_ratio, proposed = log_ratios(z, proposal)
+        finite = np.isfinite(log_ratio)
+        if finite.mean() < 0.5:
+            return None
+        smoothed, k = az.psislw(np.where(finite, log_ratio, log_ratio[finite].min() - 50.0))
+        return z, log_ratio, proposed, smoothed, float(np.asarray(k))
 
     # the Laplace approximation, then importance-weighted moments (adaptive importance
     # sampling) when the posterior is skewed: the proposal must cover the posterior
     proposal = _Proposal(np.zeros(dim), np.eye(dim))
+    covering: _Proposal | None = None  # the fitted covering proposal, when a tighter one is tried
     round_ = 0
     while True:
         final = round_ == ADAPTATION_ROUNDS
-        size = chains * steps if final else ADAPTATION_DRAWS
-        z = proposal.draw(proposal_rng, size, df)
-        log_ratio, proposed = log_ratios(z, proposal)
-        finite = np.isfinite(log_ratio)
-        if finite.mean() < 0.5:
+        result = checked(proposal, chains * steps if final else ADAPTATION_DRAWS)
+        if result is None:
             return "most proposals fall where the posterior density is zero or undefined"
-        smoothed, k = az.psislw(np.where(finite, log_ratio, log_ratio[finite].min() - 50.0))
-        pareto_k = float(np.asarray(k))
+        z, log_ratio, proposed, smoothed, pareto_k = result
+        if final and covering is not None and pareto_k >= 0.5:
+            # the tighter proposal's weights have a heavy tail after all: use the covering one
+            proposal, covering = covering, None
+            continue
         if final:
             break
+        weights = np.exp(smoothed - smoothed.max())
         if pareto_k >= 0.5:  # a skewed posterior: match the weighted moments and retry
-            proposal = _Proposal.from_weighted(z, np.exp(smoothed - smoothed.max()))
+            proposal = _Proposal.from_weighted(z, weights)
             round_ += 1
-        else:  # the proposal fits: no more adaptation
-            round_ = ADAPTATION_ROUNDS
+            continue
+        # the proposal covers the posterior: try a tighter one at the same moments
+        tighter = _Proposal.from_weighted(z, weights, TIGHT_DF, TIGHT_SCALE)
+        trial = checked(tighter, ADAPTATION_DRAWS)
+        if (
+            trial is not None
+            and trial[4] < 0.5
+            and expected_acceptance(trial[1]) > expected_acceptance(log_ratio)
+        ):
+            proposal, covering = tighter, proposal
+        round_ = ADAPTATION_ROUNDS
     if pareto_k > PARETO_K_MAX:
         return f"the proposal fits poorly (Pareto k {pareto_k:.2f} > {PARETO_K_MAX})"
     uniforms = accept_rng.uniform(size=(chains, steps))
@@ -301,14 +366,14 @@ def run_independence(
     # worth about one independent draw (proposals are cheap, no gradients)
     thin = int(np.clip(np.ceil(TARGET_ACCEPTANCE / acceptance), 1, MAX_THIN))
     if thin > 1:
-        z_more = proposal.draw(proposal_rng, chains * steps * (thin - 1), df)
+        z_more = proposal.draw(proposal_rng, chains * steps * (thin - 1))
         ratio_more, proposed_more = log_ratios(z_more, proposal)
         z = np.concatenate([z, z_more])
         log_ratio = np.concatenate([log_ratio, ratio_more])
         proposed = {k: np.concatenate([v, proposed_more[k]]) for k, v in proposed.items()}
     # the proposals are independent draws, so any arrangement into chains is valid
     length = steps * thin
-    log_p = log_ratio + proposal.log_density(z, df)
+    log_p = log_ratio + proposal.log_density(z)
     uniforms = accept_rng.uniform(size=(chains, length))
     held, accept_prob = _independence_chains(log_ratio.reshape(chains, length), uniforms)
     acceptance = float(accept_prob[:, burn:].mean())
@@ -332,7 +397,7 @@ def run_independence(
         "draws": draws,
         "warmup": burn,
         "seed": seed,
-        "proposal": f"multivariate Student-t (df {df:g}, scale x{SCALE}) fitted to the posterior",
+        "proposal": f"{proposal.describe()} fitted to the posterior",
         "pareto_k": pareto_k,
         "acceptance_rate": acceptance,
         "thin": thin,

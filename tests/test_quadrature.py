@@ -9,7 +9,7 @@ import numpyro.distributions as dist
 import pytest
 import scipy.stats as st
 
-from hierax.marginal.quadrature import conditional_draws, log_marginal
+from hierax.marginal.quadrature import conditional_draws, conditional_quantiles, log_marginal
 
 jax.config.update("jax_enable_x64", True)
 
@@ -107,3 +107,30 @@ def test_conditional_draws_follow_the_exact_distribution():
     cdf /= cdf[-1]
     assert st.kstest(draws[:, 1], lambda x: np.interp(x, grid, cdf)).pvalue > 0.01
     assert abs(st.skew(draws[:, 1])) > 0.1  # the test does probe a skewed case
+
+
+@pytest.mark.parametrize("error", [0.05, 0.2, 0.4])
+def test_conditional_quantiles_invert_the_exact_distribution_function(error):
+    """At 999 probabilities, the exact CDF at the returned quantile is within 7e-4 of it.
+
+    Rows are parallax-like conditionals in log r, skewed more as the measurement
+    error grows (about a tenth of the Monte Carlo error of 4000 draws' quantiles).
+    """
+    plx, _ = _measurement_rows(seed=4, n=6)
+    err = jnp.full(plx.shape, error)
+    g = _parallax_integrand(1.0, 0.4, plx, err)
+    probabilities = np.linspace(0.0005, 0.9995, 999)
+    quantiles = np.asarray(
+        jax.jit(
+            jax.vmap(
+                lambda p: conditional_quantiles(g, jnp.zeros(plx.shape), jnp.full(plx.shape, p))
+            )
+        )(jnp.asarray(probabilities))
+    )
+    grid = np.linspace(-6.0, 4.0, 400_001)
+    values = np.asarray(jax.jit(g)(jnp.asarray(np.repeat(grid[:, None], plx.size, axis=1))))
+    for row in range(plx.size):
+        density = np.exp(values[:, row] - values[:, row].max())
+        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]))])
+        cdf /= cdf[-1]
+        assert np.max(np.abs(np.interp(quantiles[:, row], grid, cdf) - probabilities)) < 7e-4

@@ -35,6 +35,8 @@ __all__ = [
     "GRID_POINTS",
     "NODES",
     "conditional_draws",
+    "conditional_quantiles",
+    "grid_offsets",
     "log_marginal",
     "row_modes",
 ]
@@ -43,12 +45,17 @@ __all__ = [
 #: On skewed measurement integrals (a star's distance behind a parallax with 40 %
 #: error) 16 nodes err by 1e-5 in the log integral, 32 by 1e-7, 64 by 1e-11.
 NODES = 64
-#: Grid points per row for the conditional draws, over the mode +- GRID_HALF_WIDTH sds:
-#: a spacing of 0.16 sd, where the piecewise-linear density's distribution function
-#: is within 5e-4 of a Gaussian's (the Monte Carlo error of 4000 draws' quantiles
-#: is about 0.01).
-GRID_POINTS = 128
-GRID_HALF_WIDTH = 10.0
+#: Grid points per row for the conditional draws, spread over the mode +- GRID_HALF_WIDTH
+#: sds with a sinh spacing (0.13 sd apart at the mode, 0.86 sd at the ends, where a
+#: Gaussian's density is 1e-14 of its peak). Between grid points the log density is taken
+#: as linear. On skewed measurement conditionals (40-80 % parallax error) the
+#: distribution function of the draws is then within 6.5e-4 of the exact one, about
+#: a tenth of the Monte Carlo error of 4000 draws' quantiles; 128 equally spaced
+#: points with a linear density did as well (5.9e-4) at 2.7 times the cost.
+GRID_POINTS = 48
+GRID_HALF_WIDTH = 8.0
+#: How strongly the grid concentrates at the mode (``sinh(GRID_BEND * t)``, t in [-1, 1]).
+GRID_BEND = 2.65
 NEWTON_STEPS = 40
 #: Newton steps longer than this (unconstrained units) are cut back: damping far from the mode.
 MAX_STEP = 1.0
@@ -131,6 +138,67 @@ def log_marginal(log_integrand: LogIntegrand, start: jax.Array, nodes: int = NOD
     return jax.nn.logsumexp(values, axis=0) + jnp.log(np.sqrt(2.0) * scale)
 
 
+def grid_offsets(
+    points: int = GRID_POINTS, half_width: float = GRID_HALF_WIDTH, bend: float = GRID_BEND
+) -> np.ndarray:
+    """Where the draws' grid lies, in curvature sds from the mode: dense at the mode."""
+    t = np.linspace(-1.0, 1.0, points)
+    return half_width * np.sinh(bend * t) / np.sinh(bend)
+
+
+def conditional_quantiles(
+    log_integrand: LogIntegrand,
+    start: jax.Array,
+    uniforms: jax.Array,
+    points: int = GRID_POINTS,
+    half_width: float = GRID_HALF_WIDTH,
+) -> jax.Array:
+    """Each row's quantile at ``uniforms`` (shape ``(n,)``) of the density ``∝ exp(g_i(u))``.
+
+    The log density is evaluated on :func:`grid_offsets` around the mode (in
+    curvature sds) and taken as linear between grid points: each cell holds
+    an exponential density, whose mass and inverse distribution function are
+    closed-form. The cell holding the target mass is found by counting the
+    cells below it (no sort, no search).
+    """
+    mode, scale = row_modes(log_integrand, start)
+    offsets = grid_offsets(points, half_width)
+    grid = mode + scale * jnp.asarray(offsets)[:, None]  # (points, n)
+    log_density = log_integrand(grid)
+    log_density = jnp.where(jnp.isnan(log_density), -jnp.inf, log_density)
+    # below exp(-700) of the peak a point holds no mass; clipping keeps every slope finite
+    log_density = jnp.maximum(log_density - jnp.max(log_density, axis=0), -700.0)
+    density = jnp.exp(log_density)
+    width = scale * jnp.asarray(np.diff(offsets))[:, None]  # (points - 1, n)
+    slope = log_density[1:] - log_density[:-1]  # change of the log density across each cell
+    flat = jnp.abs(slope) < 1e-6
+    # mass of a cell whose density goes exponentially from d0 to d1: width (d1 - d0) / slope
+    mass = width * jnp.where(
+        flat,
+        density[:-1] * (1.0 + 0.5 * slope),
+        (density[1:] - density[:-1]) / jnp.where(flat, 1.0, slope),
+    )
+    upper = jax.lax.associative_scan(jnp.add, mass, axis=0)  # mass up to each cell's end
+    target = uniforms * upper[-1]
+    index = jnp.sum(upper[:-1] < target, axis=0)[None, :]  # the cell holding the target
+
+    def cell(values: jax.Array) -> jax.Array:
+        return jnp.take_along_axis(values, index, axis=0)[0]
+
+    cell_mass, cell_slope = cell(mass), cell(slope)
+    fraction = (target - cell(upper) + cell_mass) / jnp.where(cell_mass > 0, cell_mass, 1.0)
+    fraction = jnp.clip(fraction, 0.0, 1.0)
+    # where in the cell (0 to 1) the exponential density's distribution function reaches
+    # the fraction, written so that neither a steep rise nor a steep fall overflows
+    a = jnp.where(jnp.abs(cell_slope) < 1e-6, 1.0, cell_slope)
+    rising = 1.0 + jnp.log(fraction + (1.0 - fraction) * jnp.exp(-a)) / a
+    falling = jnp.log1p(fraction * jnp.expm1(a)) / a
+    position = jnp.where(
+        jnp.abs(cell_slope) < 1e-6, fraction, jnp.where(cell_slope > 0, rising, falling)
+    )
+    return cell(grid[:-1]) + jnp.clip(position, 0.0, 1.0) * cell(width)
+
+
 def conditional_draws(
     log_integrand: LogIntegrand,
     start: jax.Array,
@@ -140,34 +208,7 @@ def conditional_draws(
 ) -> jax.Array:
     """One draw per row from the density proportional to ``exp(g_i(u))``, unconstrained.
 
-    The density is evaluated on ``points`` equally spaced values over the
-    mode +- ``half_width`` curvature sds; its cumulative distribution (the
-    trapezoidal rule) is inverted at a uniform draw, with linear
-    interpolation between grid points (the density is piecewise linear).
+    Inverse-CDF sampling with :func:`conditional_quantiles` at uniform draws.
     """
-    mode, scale = row_modes(log_integrand, start)
-    offsets = jnp.linspace(-half_width, half_width, points)
-    grid = mode + scale * offsets[:, None]  # (points, n)
-    log_density = log_integrand(grid)
-    log_density = jnp.where(jnp.isnan(log_density), -jnp.inf, log_density)
-    density = jnp.exp(log_density - jnp.max(log_density, axis=0))
-    pieces = 0.5 * (density[1:] + density[:-1])  # trapezoid masses (points - 1, n)
-    cdf = jnp.concatenate([jnp.zeros((1, density.shape[1])), jnp.cumsum(pieces, axis=0)])
-    target = jax.random.uniform(key, (density.shape[1],)) * cdf[-1]
-    # the interval holding the target, then the exact inverse of the linear density in it
-    index = jnp.clip(jax.vmap(jnp.searchsorted, in_axes=(1, 0))(cdf, target) - 1, 0, points - 2)
-    rows = jnp.arange(density.shape[1])
-    left, right = density[index, rows], density[index + 1, rows]
-    remaining = target - cdf[index, rows]
-    # mass of [0, t] in a unit interval with density left + (right - left) t:
-    # left t + (right - left) t^2 / 2 = remaining
-    slope = right - left
-    t = jnp.where(
-        jnp.abs(slope) > 1e-12 * jnp.maximum(left, right),
-        (-left + jnp.sqrt(jnp.maximum(left**2 + 2.0 * slope * remaining, 0.0)))
-        / jnp.where(slope == 0, 1.0, slope),
-        remaining / jnp.where(left > 0, left, 1.0),
-    )
-    t = jnp.clip(t, 0.0, 1.0)
-    step = grid[1] - grid[0]
-    return grid[index, rows] + t * step
+    uniforms = jax.random.uniform(key, jnp.shape(start), dtype=jnp.result_type(float))
+    return conditional_quantiles(log_integrand, start, uniforms, points, half_width)
