@@ -125,6 +125,17 @@ class _Proposal:
         return f"multivariate Student-t (df {self.df:g}, scale x{self.scale:g})"
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """Proposals drawn and evaluated: their log importance ratios and Pareto k."""
+
+    z: np.ndarray
+    log_ratio: np.ndarray
+    constrained: dict[str, np.ndarray]
+    smoothed: np.ndarray
+    pareto_k: float
+
+
 def expected_acceptance(log_ratio: np.ndarray) -> float:
     """Independence MH's acceptance rate, estimated from proposals' log importance ratios.
 
@@ -313,15 +324,15 @@ def run_independence(
         log_q = proposal.log_density(z)
         return np.where(np.isfinite(log_p), log_p - log_q, -np.inf), constrained
 
-    def checked(proposal: _Proposal, size: int) -> tuple[np.ndarray, ...] | None:
-        """Draws, log ratios, constrained values, smoothed log weights and Pareto k."""
+    def checked(proposal: _Proposal, size: int) -> _Checked | None:
+        """``size`` proposals evaluated, or None where most have no posterior density."""
         z = proposal.draw(proposal_rng, size)
         log_ratio, proposed = log_ratios(z, proposal)
         finite = np.isfinite(log_ratio)
         if finite.mean() < 0.5:
             return None
         smoothed, k = az.psislw(np.where(finite, log_ratio, log_ratio[finite].min() - 50.0))
-        return z, log_ratio, proposed, smoothed, float(np.asarray(k))
+        return _Checked(z, log_ratio, proposed, smoothed, float(np.asarray(k)))
 
     # the Laplace approximation, then importance-weighted moments (adaptive importance
     # sampling) when the posterior is skewed: the proposal must cover the posterior
@@ -333,14 +344,19 @@ def run_independence(
         result = checked(proposal, chains * steps if final else ADAPTATION_DRAWS)
         if result is None:
             return "most proposals fall where the posterior density is zero or undefined"
-        z, log_ratio, proposed, smoothed, pareto_k = result
+        z, log_ratio, proposed, pareto_k = (
+            result.z,
+            result.log_ratio,
+            result.constrained,
+            result.pareto_k,
+        )
         if final and covering is not None and pareto_k >= 0.5:
             # the tighter proposal's weights have a heavy tail after all: use the covering one
             proposal, covering = covering, None
             continue
         if final:
             break
-        weights = np.exp(smoothed - smoothed.max())
+        weights = np.exp(result.smoothed - result.smoothed.max())
         if pareto_k >= 0.5:  # a skewed posterior: match the weighted moments and retry
             proposal = _Proposal.from_weighted(z, weights)
             round_ += 1
@@ -350,8 +366,8 @@ def run_independence(
         trial = checked(tighter, ADAPTATION_DRAWS)
         if (
             trial is not None
-            and trial[4] < 0.5
-            and expected_acceptance(trial[1]) > expected_acceptance(log_ratio)
+            and trial.pareto_k < 0.5
+            and expected_acceptance(trial.log_ratio) > expected_acceptance(log_ratio)
         ):
             proposal, covering = tighter, proposal
         round_ = ADAPTATION_ROUNDS
