@@ -450,7 +450,10 @@ def assemble_fit(
     ``run_info`` the sampler's settings and timings.
     """
     key = jax.random.PRNGKey(seed + 1)
-    predictive_key, prior_key = jax.random.split(key)
+    # split only where needed: splitting compiles a (small) program
+    predictive_key, prior_key = (
+        jax.random.split(key) if prior or posterior_predictive else (key, key)
+    )
     observed = observed_values(model_fn, cleaned, info)
     latent = {k: v for k, v in posterior.items() if k in info.names("latent")}
     prior_group, prior_predictive_group = (None, None)

@@ -273,7 +273,7 @@ def run_independence(
         return f"{dim} parameters are too many for an independence proposal"
     target = _Unconstrained(potential_fn, unravel)
     preconditioner, _, details = _precondition(
-        target, starts, "dense", init_key, finite_differences=True
+        target, starts, "dense", init_key, finite_differences=True, jitter=False
     )
     if direct is not None and not np.isfinite(details.get("mode_log_density", np.nan)):
         # the plain start (all unconstrained values 0) is outside the posterior's
@@ -282,7 +282,7 @@ def run_independence(
         potential_fn, postprocess = numpyro_info.potential_fn, numpyro_info.postprocess_fn
         target = _Unconstrained(potential_fn, unravel)
         preconditioner, _, details = _precondition(
-            target, starts, "dense", init_key, finite_differences=True
+            target, starts, "dense", init_key, finite_differences=True, jitter=False
         )
     if not details.get("mode_found"):
         return "no posterior mode with positive definite curvature was found"

@@ -187,13 +187,15 @@ def _precondition(
     key: jax.Array,
     extra_starts: np.ndarray | None = None,
     finite_differences: bool = False,
+    jitter: bool = True,
 ) -> tuple[Preconditioner, np.ndarray, dict[str, Any]]:
     """Mode search from each distinct start, curvature at the best mode, chain starts in z.
 
     With ``extra_starts`` (multi-start), every start is optimised, the optima
     are clustered, and all chains start in the best mode. With
     ``finite_differences`` the Hessian comes from differences of gradients
-    (no second-order program to compile; for a few parameters).
+    (no second-order program to compile; for a few parameters). Without
+    ``jitter`` the chains start at the modes themselves.
     """
     chains, dim = starts.shape
     if option == "none":
@@ -243,14 +245,16 @@ def _precondition(
 
     # Each chain starts at its own mode (or start) plus a draw from the local
     # Gaussian approximation, so chains are dispersed on the posterior's own scale.
-    jitter = np.asarray(jax.random.normal(key, (chains, dim)))
+    offsets = (
+        np.asarray(jax.random.normal(key, (chains, dim))) if jitter else np.zeros((chains, dim))
+    )
     jitter_scale = 1.0 if usable else 0.1
     z_starts = np.empty((chains, dim))
     for chain in range(chains):
         source = best if multistart and usable else source_of[chain]
         base = modes[source].position if source in usable else starts[chain]
         z_base = np.asarray(preconditioner.from_unconstrained(jnp.asarray(base)))
-        candidate = z_base + jitter_scale * jitter[chain]
+        candidate = z_base + jitter_scale * offsets[chain]
         value = float(value_and_grad(preconditioner.to_unconstrained(jnp.asarray(candidate)))[0])
         z_starts[chain] = candidate if np.isfinite(value) else z_base
     details = {

@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     from ..fit import Fit
 
-__all__ = ["batch_size", "fit_collapsed"]
+__all__ = ["batch_size", "fit_collapsed", "map_draws"]
 
 
 def batch_size(n: int, cap: int = 64) -> int:
@@ -32,6 +32,21 @@ def batch_size(n: int, cap: int = 64) -> int:
     divisor = max(d for d in range(1, min(cap, n) + 1) if n % d == 0)
     # a small divisor (n prime) would map almost draw by draw: take the remainder then
     return divisor if divisor >= min(n, cap // 4) else min(cap, n)
+
+
+def map_draws(one: Callable[[Any], Any], flat: Any, key: jax.Array, count: int, cap: int) -> Any:
+    """``one((draw_values, draw_key))`` for each of ``count`` posterior draws, compiled once.
+
+    ``flat`` holds the draws along its leading axis. The draws are mapped in
+    batches (:func:`batch_size` up to ``cap``), and the per-draw keys are split
+    from ``key`` inside the compiled function: split outside, they would
+    compile a program of their own.
+    """
+    return jax.jit(
+        lambda xs, k: jax.lax.map(
+            one, (xs, jax.random.split(k, count)), batch_size=batch_size(count, cap)
+        )
+    )(flat, key)
 
 
 #: ``draw(posterior, key, data)``: the integrated-out sites for every posterior draw,
@@ -114,7 +129,9 @@ def fit_collapsed(
     )
     started = time.perf_counter()
     sampled = {k: v for k, v in output.posterior.items() if k in collapsed_info.names("latent")}
-    drawn = draw(sampled, jax.random.fold_in(jax.random.PRNGKey(seed), 7), arrays)
+    # a stream of its own, derived without compiling a key operation
+    draw_seed = int(np.random.SeedSequence([seed, 7]).generate_state(1)[0])
+    drawn = draw(sampled, jax.random.PRNGKey(draw_seed), arrays)
     conditional_seconds = time.perf_counter() - started
     posterior = {**output.posterior, **drawn}
     wanted = [n for n, site in info.sites.items() if site.kind in ("latent", "deterministic")]

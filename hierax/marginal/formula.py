@@ -28,7 +28,7 @@ from numpyro import handlers
 from ..formula.build import _sample, _stacked_coefficient_priors, auxiliary_parameters, group_scale
 from ..formula.design import GroupBlock
 from ..priors import Prior
-from .collapsed import batch_size
+from .collapsed import map_draws
 from .gaussian import Blocks, GramStatistics, conditional_draw, gram_statistics
 from .gaussian import marginal_log_likelihood as _marginal_log_likelihood
 
@@ -319,12 +319,7 @@ def draw_marginalized(
         )
         return theta, trils
 
-    keys = jax.random.split(key, chains * draws)
-    theta, trils = jax.jit(
-        lambda xs, ks: jax.lax.map(
-            one, (xs, ks), batch_size=batch_size(chains * draws, _DRAW_BATCH)
-        )
-    )(flat, keys)
+    theta, trils = map_draws(one, flat, key, chains * draws, _DRAW_BATCH)
     theta = np.asarray(theta)
     out: dict[str, np.ndarray] = {}
     start = 0

@@ -34,7 +34,7 @@ from ..formula.build import (
     _sample,
     auxiliary_parameters,
 )
-from .collapsed import batch_size
+from .collapsed import map_draws
 from .quadrature import conditional_draws, log_marginal
 
 if TYPE_CHECKING:
@@ -192,12 +192,7 @@ def draw_latent(
         log_integrand, start, transform = _row_problem(plan, model, env, own, data)
         return transform(conditional_draws(log_integrand, start, draw_key))
 
-    keys = jax.random.split(key, chains * draws)
-    drawn = jax.jit(
-        lambda xs, ks: jax.lax.map(
-            one, (xs, ks), batch_size=batch_size(chains * draws, _DRAW_BATCH)
-        )
-    )(flat, keys)
+    drawn = map_draws(one, flat, key, chains * draws, _DRAW_BATCH)
     drawn = np.asarray(drawn)
     return drawn.reshape((chains, draws) + drawn.shape[1:])
 

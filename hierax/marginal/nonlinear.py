@@ -60,7 +60,7 @@ from ..formula.build import (
 )
 from ..formula.design import GroupBlock
 from ..priors import Prior
-from .collapsed import batch_size
+from .collapsed import map_draws
 from .formula import _normal_parameters
 
 if TYPE_CHECKING:
@@ -933,12 +933,7 @@ def draw_marginalized(
             or (site["type"] == "sample" and not site["is_observed"])
         }
 
-    keys = jax.random.split(key, chains * draws)
-    drawn = jax.jit(
-        lambda xs, ks: jax.lax.map(
-            one, (xs, ks), batch_size=batch_size(chains * draws, _DRAW_BATCH)
-        )
-    )(flat, keys)
+    drawn = map_draws(one, flat, key, chains * draws, _DRAW_BATCH)
     return {k: np.asarray(v).reshape((chains, draws) + np.shape(v)[1:]) for k, v in drawn.items()}
 
 
