@@ -59,6 +59,8 @@ DF = 5.0
 #: on the final ones) and its estimated acceptance is higher.
 TIGHT_DF = 30.0
 TIGHT_SCALE = 1.0
+#: Draws of the tighter proposal's trial (its Pareto k is checked again on the final draws).
+TRIAL_DRAWS = 1000
 _CHUNK = 1000
 #: Proposals evaluated together, vectorized, within a chunk (a divisor of _CHUNK).
 _EVALUATION_BATCH = 20
@@ -363,7 +365,7 @@ def run_independence(
             continue
         # the proposal covers the posterior: try a tighter one at the same moments
         tighter = _Proposal.from_weighted(z, weights, TIGHT_DF, TIGHT_SCALE)
-        trial = checked(tighter, ADAPTATION_DRAWS)
+        trial = checked(tighter, TRIAL_DRAWS)
         if (
             trial is not None
             and trial.pareto_k < 0.5
