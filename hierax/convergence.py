@@ -2,12 +2,13 @@
 
 R-hat, bulk/tail ESS, divergences, tree-depth saturation and E-BFMI, each
 turned into a finding that names the variables and says what to try. All
-statistics come from ArviZ; this module only decides and explains.
+statistics are ArviZ's (R-hat and ESS computed by :mod:`hierax.chain_stats`,
+which reproduces ArviZ's definitions for all entries at once); this module
+only decides and explains.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import arviz as az
 import numpy as np
 import pandas as pd
+
+from .chain_stats import diagnostics_table
 
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
@@ -44,15 +47,15 @@ def _worst_by_variable(table: pd.Series, bad: pd.Series) -> list[str]:
 
 
 def convergence_table(idata: az.InferenceData) -> pd.DataFrame:
-    """Per-entry R-hat, bulk and tail ESS of every posterior variable."""
-    with warnings.catch_warnings():
-        # constant entries (a correlation matrix's unit diagonal) have no R-hat
-        warnings.filterwarnings("ignore", category=RuntimeWarning, module="arviz")
-        table = az.summary(idata, kind="diagnostics", round_to="none")
-        # constant entries (fixed values, a correlation matrix's unit diagonal) need no checks
-        # only the sd: the default statistics include HDIs, slow for many entries
-        spread = az.summary(idata, stat_funcs={"sd": np.std}, extend=False, round_to="none")["sd"]
-    return table[spread.reindex(table.index).fillna(0.0) > 0]
+    """Per-entry R-hat, bulk and tail ESS of every posterior variable.
+
+    The columns of ``az.summary(idata, kind="diagnostics")`` (computed by
+    :func:`hierax.chain_stats.diagnostics_table`, the same numbers for all
+    entries at once), without constant entries (fixed values, a correlation
+    matrix's unit diagonal), which need no checks, nor entries containing NaN.
+    """
+    table = diagnostics_table(idata)
+    return table[table["sd"].fillna(0.0) > 0].drop(columns="sd")
 
 
 def check_convergence(
