@@ -42,7 +42,8 @@ __all__ = ["MarginalPlan", "fit_marginalized", "plan_marginalization"]
 MAX_MARGINALIZED = 2500
 #: A largest group term with at least this many coefficients is factorized per level.
 SPLIT_MIN = 32
-_DRAW_BATCH = 64
+#: Posterior draws whose conditional draws are computed together (vectorized).
+_DRAW_BATCH = 100
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LatentPlan", "collapsed_model", "fit_integrated", "plan_latent_integration"]
 
+#: Posterior draws whose latent values are drawn together (each holds a grid per row).
 _DRAW_BATCH = 32
 
 

@@ -86,7 +86,8 @@ __all__ = [
 MAX_HEAD = 500
 #: The largest grouping factor is eliminated per level when it has this many coefficients.
 SPLIT_MIN = 32
-_DRAW_BATCH = 64
+#: Posterior draws whose conditional draws are computed together (vectorized).
+_DRAW_BATCH = 100
 #: Degrees of a subexpression in the marginalized parameters.
 CONSTANT, AFFINE, NONLINEAR = 0, 1, 2
 
