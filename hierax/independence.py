@@ -55,8 +55,9 @@ DF = 5.0
 #: Once a proposal covers the posterior, a tighter one fitted to its importance-weighted
 #: moments is tried: a near-Gaussian posterior then accepts most proposals (16
 #: dimensions, Gaussian posterior: acceptance 0.46 with the covering Student-t, 0.86
-#: with this one). It is used when its Pareto k stays below 0.5 (on the trial draws and
-#: on the final ones) and its estimated acceptance is higher.
+#: with this one). It is used when its Pareto k stays below 0.5 on the trial draws and its
+#: estimated acceptance is higher; if its final draws' k then exceeds PARETO_K_MAX, the
+#: covering proposal is drawn from instead.
 TIGHT_DF = 30.0
 TIGHT_SCALE = 1.0
 #: Draws of the tighter proposal's trial (its Pareto k is checked again on the final draws).
@@ -354,8 +355,8 @@ def run_independence(
             result.constrained,
             result.pareto_k,
         )
-        if final and covering is not None and pareto_k >= 0.5:
-            # the tighter proposal's weights have a heavy tail after all: use the covering one
+        if final and covering is not None and pareto_k > PARETO_K_MAX:
+            # the tighter proposal's weights have too heavy a tail after all: use the covering one
             proposal, covering = covering, None
             continue
         if final:
