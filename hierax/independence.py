@@ -28,6 +28,7 @@ from jax.flatten_util import ravel_pytree
 
 from .init import per_chain_inits
 from .model_info import ModelInfo
+from .precondition import STENCIL_MAX_DIM, stencil_derivatives
 from .sampling import SamplerOutput, _initial_unconstrained, _precondition, _Unconstrained
 
 __all__ = ["PARETO_K_MAX", "run_independence"]
@@ -62,19 +63,23 @@ TIGHT_DF = 30.0
 TIGHT_SCALE = 1.0
 #: Draws of the tighter proposal's trial (its Pareto k is checked again on the final draws).
 TRIAL_DRAWS = 1000
-_CHUNK = 1000
-#: Proposals evaluated together, vectorized, within a chunk (a divisor of _CHUNK).
+#: Proposals evaluated together by the one compiled program: a vectorized batch whose
+#: intermediates stay in the CPU's cache (the star-cluster model's quadrature holds 32 x
+#: 256 values per proposal), yet large enough to pay each operation's overhead rarely
+#: (per proposal on the binary-star seed: 100 at once 21 us, 20 at once 29 us, 1000 at
+#: once 31 us).
 _EVALUATION_BATCH = 100
 
 
-def _chunks(values: np.ndarray) -> list[np.ndarray]:
-    """Rows in chunks of ``_CHUNK``, the last one padded by repeating its first row."""
+def _batches(values: np.ndarray) -> list[np.ndarray]:
+    """Rows in batches of ``_EVALUATION_BATCH``, the last one padded by repeating its first row."""
     values = np.asarray(values)
     pieces = []
-    for start in range(0, len(values), _CHUNK):
-        piece = values[start : start + _CHUNK]
-        if len(piece) < _CHUNK:
-            piece = np.concatenate([piece, np.repeat(piece[:1], _CHUNK - len(piece), axis=0)])
+    for start in range(0, len(values), _EVALUATION_BATCH):
+        piece = values[start : start + _EVALUATION_BATCH]
+        if len(piece) < _EVALUATION_BATCH:
+            padding = np.repeat(piece[:1], _EVALUATION_BATCH - len(piece), axis=0)
+            piece = np.concatenate([piece, padding])
         pieces.append(piece)
     return pieces
 
@@ -230,6 +235,47 @@ def _independence_chains(
     return held, accept_prob
 
 
+def _batch_evaluator(
+    potential_fn: Callable[..., Any],
+    postprocess: Callable[..., Any],
+    unravel: Callable[..., Any],
+    dim: int,
+) -> tuple[Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]], float]:
+    """Log densities and constrained values of any number of points, and its compile time.
+
+    One program, compiled ahead of time for a batch of ``_EVALUATION_BATCH``
+    points, serves the mode search (finite differences, see
+    :func:`hierax.precondition.stencil_derivatives`) and the proposals alike.
+    """
+    started = time.perf_counter()
+    batch = (
+        jax.jit(jax.vmap(lambda flat: (-potential_fn(unravel(flat)), postprocess(unravel(flat)))))
+        .lower(jax.ShapeDtypeStruct((_EVALUATION_BATCH, dim), jnp.result_type(float)))
+        .compile()
+    )
+    compile_seconds = time.perf_counter() - started
+
+    def evaluate(u: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        pieces = [batch(piece) for piece in _batches(u)]
+        log_p = np.concatenate([np.asarray(p[0]) for p in pieces])[: len(u)]
+        constrained = {
+            name: np.concatenate([np.asarray(p[1][name]) for p in pieces])[: len(u)]
+            for name in pieces[0][1]
+        }
+        return log_p, constrained
+
+    return evaluate, compile_seconds
+
+
+def _stencil(
+    evaluate: Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]], dim: int
+) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """Stencil derivatives from the batch program, for few enough parameters."""
+    if dim > STENCIL_MAX_DIM:
+        return None  # a gradient program (2 d^2 + 1 densities per point cost too much)
+    return stencil_derivatives(lambda points: evaluate(points)[0], dim)
+
+
 def run_independence(
     model_fn: Callable[..., Any],
     data: Mapping[str, Any],
@@ -274,55 +320,41 @@ def run_independence(
     dim = starts.shape[1]
     if dim > MAX_DIMENSION:
         return f"{dim} parameters are too many for an independence proposal"
+    evaluate, compile_seconds = _batch_evaluator(potential_fn, postprocess, unravel, dim)
     target = _Unconstrained(potential_fn, unravel)
     preconditioner, _, details = _precondition(
-        target, starts, "dense", init_key, finite_differences=True, jitter=False
+        target,
+        starts,
+        "dense",
+        init_key,
+        finite_differences=True,
+        jitter=False,
+        derivatives=_stencil(evaluate, dim),
     )
     if direct is not None and not np.isfinite(details.get("mode_log_density", np.nan)):
         # the plain start (all unconstrained values 0) is outside the posterior's
         # support: let NumPyro search for a valid one
         numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, inits, 1, init_key)
         potential_fn, postprocess = numpyro_info.potential_fn, numpyro_info.postprocess_fn
+        evaluate, more_seconds = _batch_evaluator(potential_fn, postprocess, unravel, dim)
+        compile_seconds += more_seconds
         target = _Unconstrained(potential_fn, unravel)
         preconditioner, _, details = _precondition(
-            target, starts, "dense", init_key, finite_differences=True, jitter=False
+            target,
+            starts,
+            "dense",
+            init_key,
+            finite_differences=True,
+            jitter=False,
+            derivatives=_stencil(evaluate, dim),
         )
     if not details.get("mode_found"):
         return "no posterior mode with positive definite curvature was found"
-    preparation_seconds = time.perf_counter() - started
+    preparation_seconds = time.perf_counter() - started - compile_seconds
 
     burn = min(int(warmup), 100)
     steps = burn + int(draws)
-    # compiled once, ahead of time, for fixed-size chunks: compile time is reported apart
     started = time.perf_counter()
-    # one compiled function gives each proposal's log density and constrained values
-    # mapped in vectorized batches of 100 proposals: a whole chunk's intermediates would
-    # not stay in the CPU's cache (the star-cluster model's quadrature holds 32 x 256
-    # values per proposal), and much smaller batches pay each operation's overhead more
-    # often (per proposal on the binary-star seed: 100 at once 21 us, 20 at once 29 us,
-    # 1000 at once 31 us)
-    chunk_evaluate = (
-        jax.jit(
-            lambda flats: jax.lax.map(
-                lambda flat: (target.log_density(flat), postprocess(unravel(flat))),
-                flats,
-                batch_size=_EVALUATION_BATCH,
-            )
-        )
-        .lower(jax.ShapeDtypeStruct((_CHUNK, dim), jnp.result_type(float)))
-        .compile()
-    )
-    compile_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-
-    def evaluate(u: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        pieces = [chunk_evaluate(c) for c in _chunks(u)]
-        log_p = np.concatenate([np.asarray(p[0]) for p in pieces])[: len(u)]
-        constrained = {
-            name: np.concatenate([np.asarray(p[1][name]) for p in pieces])[: len(u)]
-            for name in pieces[0][1]
-        }
-        return log_p, constrained
 
     def log_ratios(z: np.ndarray, proposal: _Proposal) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         log_p, constrained = evaluate(preconditioner.to_unconstrained_numpy(z))

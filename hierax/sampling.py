@@ -188,14 +188,17 @@ def _precondition(
     extra_starts: np.ndarray | None = None,
     finite_differences: bool = False,
     jitter: bool = True,
+    derivatives: tuple[Callable[..., Any], Callable[..., Any]] | None = None,
 ) -> tuple[Preconditioner, np.ndarray, dict[str, Any]]:
     """Mode search from each distinct start, curvature at the best mode, chain starts in z.
 
     With ``extra_starts`` (multi-start), every start is optimised, the optima
     are clustered, and all chains start in the best mode. With
     ``finite_differences`` the Hessian comes from differences of gradients
-    (no second-order program to compile; for a few parameters). Without
-    ``jitter`` the chains start at the modes themselves.
+    (no second-order program to compile; for a few parameters). Given
+    ``derivatives`` (``value_and_grad`` and ``-∇² log p`` callables), no
+    derivative program is compiled at all. Without ``jitter`` the chains start
+    at the modes themselves.
     """
     chains, dim = starts.shape
     if option == "none":
@@ -212,11 +215,13 @@ def _precondition(
             match = chain
         source_of.append(match)
 
-    value_and_grad, hessian = (
-        finite_difference_derivatives(target.log_density)
-        if finite_differences
-        else derivative_functions(target.log_density, dim)
-    )
+    hessian: Callable[..., Any] | None
+    if derivatives is not None:
+        value_and_grad, hessian = derivatives
+    elif finite_differences:
+        value_and_grad, hessian = finite_difference_derivatives(target.log_density)
+    else:
+        value_and_grad, hessian = derivative_functions(target.log_density, dim)
     modes = {c: find_mode(value_and_grad, starts[c], hessian=hessian) for c in distinct}
     multistart = extra_starts is not None and len(extra_starts) > 0
     if multistart:
