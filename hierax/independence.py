@@ -24,6 +24,7 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 from jax.flatten_util import ravel_pytree
 
 from .init import per_chain_inits
@@ -163,9 +164,57 @@ def expected_acceptance(log_ratio: np.ndarray) -> float:
     return float(rate) * finite.size / log_ratio.size
 
 
+#: A point's log density and constrained values (latent and deterministic sites).
+PointEvaluation = Callable[[jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+def _density_and_sites(
+    model_fn: Callable[..., Any], kwargs: Mapping[str, Any]
+) -> Callable[..., Any]:
+    """Log density at unconstrained values and the constrained sites, from one model run.
+
+    As NumPyro's ``potential_energy`` (each sample site's value through
+    ``biject_to`` of its support, plus the log-Jacobian as a factor) followed
+    by ``constrain_fn``, but tracing the model once: the constrained and
+    deterministic values come from the same trace as the density, so no
+    computation is repeated (a latent model's quadrature records each row's
+    mode for the conditional draws).
+    """
+    from numpyro import handlers
+    from numpyro.distributions.transforms import biject_to
+    from numpyro.distributions.util import sum_rightmost
+    from numpyro.infer.util import log_density
+
+    def evaluate(params: Mapping[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
+        def constrain(site: dict[str, Any]) -> Any:
+            if site["type"] != "sample" or site["name"] not in params:
+                return None
+            unconstrained = params[site["name"]]
+            transform = biject_to(site["fn"].support)
+            value = transform(unconstrained)
+            log_det = transform.log_abs_det_jacobian(unconstrained, value)
+            log_det = sum_rightmost(
+                log_det, jnp.ndim(log_det) - jnp.ndim(value) + len(site["fn"].event_shape)
+            )
+            numpyro.factor(f"_{site['name']}_log_det", log_det)
+            return value
+
+        substituted = handlers.substitute(model_fn, substitute_fn=constrain)
+        log_joint, trace = log_density(substituted, (), dict(kwargs), {})
+        values = {
+            name: site["value"]
+            for name, site in trace.items()
+            if site["type"] == "deterministic"
+            or (site["type"] == "sample" and not site["is_observed"] and name in params)
+        }
+        return log_joint, values
+
+    return evaluate
+
+
 def _direct_setup(
     model_fn: Callable[..., Any], data: Mapping[str, Any], init: Mapping[str, Any] | None
-) -> tuple[Callable[..., Any], Callable[..., Any], np.ndarray, Callable[..., Any]] | None:
+) -> tuple[Callable[..., Any], PointEvaluation, np.ndarray, Callable[..., Any]] | None:
     """Potential, constrained values and a start without running the model outside ``jit``.
 
     NumPyro's set-up (``initialize_model``) runs the model and searches for a
@@ -173,11 +222,13 @@ def _direct_setup(
     own. A collapsed model has only continuous hyperparameters: the shapes come
     from an abstract trace, the start is 0 on the unconstrained scale (sds and
     sigma 1, correlations 0) or the given values, and NumPyro's public
-    ``potential_energy`` and ``constrain_fn`` do the transforms inside the
-    compiled functions. Returns None where this does not apply.
+    ``potential_energy`` and the transforms of :func:`_density_and_sites` run
+    inside the compiled functions. Returns the potential, a point's log density
+    and constrained values, the start and the unravelling function, or None
+    where this does not apply.
     """
     from numpyro.distributions.transforms import biject_to
-    from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
+    from numpyro.infer.util import potential_energy, unconstrain_fn
 
     from .model_info import trace_model
 
@@ -207,10 +258,12 @@ def _direct_setup(
     def potential(params: Any) -> jax.Array:
         return potential_energy(model_fn, (), kwargs, params)
 
-    def postprocess(params: Any) -> Any:
-        return constrain_fn(model_fn, (), kwargs, params, return_deterministic=True)
+    density_and_sites = _density_and_sites(model_fn, kwargs)
 
-    return potential, postprocess, start[None, :], unravel
+    def point(flat: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return density_and_sites(unravel(flat))  # type: ignore[no-any-return]
+
+    return potential, point, start[None, :], unravel
 
 
 def _independence_chains(
@@ -236,10 +289,7 @@ def _independence_chains(
 
 
 def _batch_evaluator(
-    potential_fn: Callable[..., Any],
-    postprocess: Callable[..., Any],
-    unravel: Callable[..., Any],
-    dim: int,
+    point: PointEvaluation, dim: int
 ) -> tuple[Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]], float]:
     """Log densities and constrained values of any number of points, and its compile time.
 
@@ -249,7 +299,7 @@ def _batch_evaluator(
     """
     started = time.perf_counter()
     batch = (
-        jax.jit(jax.vmap(lambda flat: (-potential_fn(unravel(flat)), postprocess(unravel(flat)))))
+        jax.jit(jax.vmap(point))
         .lower(jax.ShapeDtypeStruct((_EVALUATION_BATCH, dim), jnp.result_type(float)))
         .compile()
     )
@@ -265,6 +315,17 @@ def _batch_evaluator(
         return log_p, constrained
 
     return evaluate, compile_seconds
+
+
+def _numpyro_point(
+    potential_fn: Callable[..., Any], postprocess: Callable[..., Any], unravel: Callable[..., Any]
+) -> PointEvaluation:
+    """A point's log density and constrained values from NumPyro's own set-up."""
+
+    def point(flat: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return -potential_fn(unravel(flat)), postprocess(unravel(flat))
+
+    return point
 
 
 def _stencil(
@@ -313,14 +374,15 @@ def run_independence(
     started = time.perf_counter()
     direct = _direct_setup(model_fn, data, inits[0] if inits else None)
     if direct is not None:
-        potential_fn, postprocess, starts, unravel = direct
+        potential_fn, point, starts, unravel = direct
     else:
         numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, inits, 1, init_key)
-        potential_fn, postprocess = numpyro_info.potential_fn, numpyro_info.postprocess_fn
+        potential_fn = numpyro_info.potential_fn
+        point = _numpyro_point(potential_fn, numpyro_info.postprocess_fn, unravel)
     dim = starts.shape[1]
     if dim > MAX_DIMENSION:
         return f"{dim} parameters are too many for an independence proposal"
-    evaluate, compile_seconds = _batch_evaluator(potential_fn, postprocess, unravel, dim)
+    evaluate, compile_seconds = _batch_evaluator(point, dim)
     target = _Unconstrained(potential_fn, unravel)
     preconditioner, _, details = _precondition(
         target,
@@ -335,8 +397,9 @@ def run_independence(
         # the plain start (all unconstrained values 0) is outside the posterior's
         # support: let NumPyro search for a valid one
         numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, inits, 1, init_key)
-        potential_fn, postprocess = numpyro_info.potential_fn, numpyro_info.postprocess_fn
-        evaluate, more_seconds = _batch_evaluator(potential_fn, postprocess, unravel, dim)
+        potential_fn = numpyro_info.potential_fn
+        point = _numpyro_point(potential_fn, numpyro_info.postprocess_fn, unravel)
+        evaluate, more_seconds = _batch_evaluator(point, dim)
         compile_seconds += more_seconds
         target = _Unconstrained(potential_fn, unravel)
         preconditioner, _, details = _precondition(

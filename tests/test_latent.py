@@ -73,6 +73,31 @@ def test_integrated_fit_has_the_plain_fits_variables():
     assert np.all(fit.posterior["r"].values > 0)
 
 
+def test_independence_evaluation_equals_numpyros_potential_and_constrained_sites():
+    """One model run gives NumPyro's -potential and constrain_fn's sites, row modes included."""
+    import jax
+    from numpyro.infer.util import constrain_fn, potential_energy
+
+    from hierax.independence import _density_and_sites
+    from hierax.marginal.latent import collapsed_model
+
+    model = _small_cluster()
+    plan = LatentPlan("r")
+    collapsed = collapsed_model(plan, model)
+    data = model.arrays()
+    evaluate = jax.jit(_density_and_sites(collapsed, data))
+    for mu, ln_sd in [(-0.7, 0.3), (-0.6, -1.2)]:  # unconstrained values
+        params = {"mu_r": jnp.asarray(mu), "ln_std_r": jnp.asarray(ln_sd)}
+        log_density, sites = evaluate(params)
+        expected = constrain_fn(collapsed, (), data, params, return_deterministic=True)
+        np.testing.assert_allclose(
+            float(log_density), -float(potential_energy(collapsed, (), data, params)), rtol=1e-12
+        )
+        assert set(sites) == set(expected) >= {"mu_r", "ln_std_r", plan.mode_site}
+        for name, value in expected.items():
+            np.testing.assert_allclose(np.asarray(sites[name]), np.asarray(value), rtol=1e-12)
+
+
 @pytest.mark.slow
 def test_integrated_and_plain_posteriors_agree():
     """Means within 4 MCSE, sds within 10 %, for θ and the first stars' distances."""

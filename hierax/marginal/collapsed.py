@@ -128,7 +128,9 @@ def fit_collapsed(
         **sampler,
     )
     started = time.perf_counter()
-    sampled = {k: v for k, v in output.posterior.items() if k in collapsed_info.names("latent")}
+    # the collapsed model's own sites, including what it records for the draws
+    own_sites = set(collapsed_info.names("latent")) | set(collapsed_info.names("deterministic"))
+    sampled = {k: v for k, v in output.posterior.items() if k in own_sites}
     # a stream of its own, derived without compiling a key operation
     draw_seed = int(np.random.SeedSequence([seed, 7]).generate_state(1)[0])
     drawn = draw(sampled, jax.random.PRNGKey(draw_seed), arrays)

@@ -35,7 +35,7 @@ from ..formula.build import (
     auxiliary_parameters,
 )
 from .collapsed import map_draws
-from .quadrature import conditional_draws, log_marginal
+from .quadrature import conditional_draws, log_marginal, log_marginal_and_placement
 
 if TYPE_CHECKING:
     from ..fit import Fit
@@ -56,6 +56,16 @@ class LatentPlan:
     @property
     def marginalized(self) -> list[str]:
         return [self.name]
+
+    @property
+    def mode_site(self) -> str:
+        """The collapsed model's record of each row's conditional mode (unconstrained)."""
+        return f"_{self.name}_conditional_mode"
+
+    @property
+    def scale_site(self) -> str:
+        """The collapsed model's record of each row's conditional curvature sd."""
+        return f"_{self.name}_conditional_scale"
 
 
 def plan_latent_integration(model: NonlinearModel) -> LatentPlan | str:
@@ -153,11 +163,16 @@ def collapsed_model(plan: LatentPlan, model: NonlinearModel) -> Callable[..., No
     @jax.jit
     def integrated(env: Mapping[str, Any], own: Mapping[str, Any], data: Mapping[str, Any]):  # type: ignore[no-untyped-def]
         log_integrand, start, _ = _row_problem(plan, model, env, own, data)
-        return jnp.sum(log_marginal(log_integrand, start))
+        values, mode, scale = log_marginal_and_placement(log_integrand, start)
+        return jnp.sum(values), mode, scale
 
     def collapsed(**data: Any) -> None:
         env, own = _sample_hyperparameters(model, data)
-        numpyro.factor("integrated_likelihood", integrated(env, own, _arrays(data)))
+        total, mode, scale = integrated(env, own, _arrays(data))
+        numpyro.factor("integrated_likelihood", total)
+        # each row's mode and curvature sd: the conditional draws start from them
+        numpyro.deterministic(plan.mode_site, mode)
+        numpyro.deterministic(plan.scale_site, scale)
 
     collapsed.__name__ = f"integrated_nonlinear_model[{model.formula}]"
     return collapsed
@@ -191,7 +206,12 @@ def draw_latent(
         with handlers.seed(rng_seed=0), handlers.substitute(data=dict(values)):
             env, own = _sample_hyperparameters(model, data)
         log_integrand, start, transform = _row_problem(plan, model, env, own, data)
-        return transform(conditional_draws(log_integrand, start, draw_key))
+        placement = (
+            (values[plan.mode_site], values[plan.scale_site])
+            if plan.mode_site in values and plan.scale_site in values
+            else None
+        )
+        return transform(conditional_draws(log_integrand, start, draw_key, placement=placement))
 
     drawn = map_draws(one, flat, key, chains * draws, _DRAW_BATCH)
     drawn = np.asarray(drawn)

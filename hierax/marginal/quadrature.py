@@ -38,6 +38,7 @@ __all__ = [
     "conditional_quantiles",
     "grid_offsets",
     "log_marginal",
+    "log_marginal_and_placement",
     "row_modes",
 ]
 
@@ -129,6 +130,17 @@ def log_marginal(log_integrand: LogIntegrand, start: jax.Array, nodes: int = NOD
     -------
     array, shape (n,)
     """
+    return log_marginal_and_placement(log_integrand, start, nodes)[0]
+
+
+def log_marginal_and_placement(
+    log_integrand: LogIntegrand, start: jax.Array, nodes: int = NODES
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:func:`log_marginal`, with each row's mode and curvature sd (the nodes' placement).
+
+    The placement serves the conditional draws afterwards
+    (:func:`conditional_quantiles`), which then need no mode search of their own.
+    """
     x, w = np.polynomial.hermite.hermgauss(nodes)
     mode, scale = row_modes(log_integrand, start)
     mode, scale = jax.lax.stop_gradient(mode), jax.lax.stop_gradient(scale)
@@ -138,7 +150,7 @@ def log_marginal(log_integrand: LogIntegrand, start: jax.Array, nodes: int = NOD
     points = mode + np.sqrt(2.0) * scale * jnp.asarray(x)[:, None]  # (nodes, n)
     values = log_integrand(points) + jnp.asarray(np.log(w) + x**2)[:, None]
     values = jnp.where(jnp.isnan(values), -jnp.inf, values)
-    return jax.nn.logsumexp(values, axis=0) + jnp.log(np.sqrt(2.0) * scale)
+    return jax.nn.logsumexp(values, axis=0) + jnp.log(np.sqrt(2.0) * scale), mode, scale
 
 
 def grid_offsets(
@@ -155,6 +167,7 @@ def conditional_quantiles(
     uniforms: jax.Array,
     points: int = GRID_POINTS,
     half_width: float = GRID_HALF_WIDTH,
+    placement: tuple[jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
     """Each row's quantile at ``uniforms`` (shape ``(n,)``) of the density ``∝ exp(g_i(u))``.
 
@@ -162,9 +175,10 @@ def conditional_quantiles(
     curvature sds) and taken as linear between grid points: each cell holds
     an exponential density, whose mass and inverse distribution function are
     closed-form. The cell holding the target mass is found by counting the
-    cells below it (no sort, no search).
+    cells below it (no sort, no search). ``placement`` (each row's mode and
+    curvature sd, from :func:`log_marginal_and_placement`) saves the mode search.
     """
-    mode, scale = row_modes(log_integrand, start)
+    mode, scale = row_modes(log_integrand, start) if placement is None else placement
     offsets = grid_offsets(points, half_width)
     grid = mode + scale * jnp.asarray(offsets)[:, None]  # (points, n)
     log_density = log_integrand(grid)
@@ -210,10 +224,11 @@ def conditional_draws(
     key: jax.Array,
     points: int = GRID_POINTS,
     half_width: float = GRID_HALF_WIDTH,
+    placement: tuple[jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
     """One draw per row from the density proportional to ``exp(g_i(u))``, unconstrained.
 
     Inverse-CDF sampling with :func:`conditional_quantiles` at uniform draws.
     """
     uniforms = jax.random.uniform(key, jnp.shape(start), dtype=jnp.result_type(float))
-    return conditional_quantiles(log_integrand, start, uniforms, points, half_width)
+    return conditional_quantiles(log_integrand, start, uniforms, points, half_width, placement)
