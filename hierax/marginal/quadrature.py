@@ -112,7 +112,12 @@ def row_modes(
         u, size, second = newton(u)
         return u, size, second, count + 1
 
-    initial = (start, jnp.asarray(jnp.inf, dtype=start.dtype), -jnp.ones_like(start), 0)
+    initial = (
+        start,
+        jnp.asarray(jnp.inf, dtype=start.dtype),
+        -jnp.ones_like(start),
+        jnp.asarray(0),
+    )
     mode, _, second, _ = jax.lax.while_loop(keep_going, step, initial)
     scale = 1.0 / jnp.sqrt(jnp.where(second < 0, -second, 1.0))
     return mode, scale
