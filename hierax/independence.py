@@ -418,7 +418,6 @@ def run_independence(
     preparation_seconds = time.perf_counter() - started - compile_seconds
 
     burn = min(int(warmup), 100)
-    steps = burn + int(draws)
     started = time.perf_counter()
 
     def log_ratios(z: np.ndarray, proposal: _Proposal) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -440,10 +439,14 @@ def run_independence(
     # sampling) when the posterior is skewed: the proposal must cover the posterior
     proposal = _Proposal(np.zeros(dim), np.eye(dim))
     covering: _Proposal | None = None  # the fitted covering proposal, when a tighter one is tried
+    # the last proposals drawn from the proposal in use before the final round: the chains'
+    # burn-in comes from them (a chain may start anywhere; only what follows is kept)
+    earlier: _Checked | None = None
+    covering_check: _Checked | None = None
     round_ = 0
     while True:
         final = round_ == ADAPTATION_ROUNDS
-        result = checked(proposal, chains * steps if final else ADAPTATION_DRAWS)
+        result = checked(proposal, chains * draws if final else ADAPTATION_DRAWS)
         if result is None:
             return "most proposals fall where the posterior density is zero or undefined"
         z, log_ratio, proposed, pareto_k = (
@@ -454,13 +457,15 @@ def run_independence(
         )
         if final and covering is not None and pareto_k > PARETO_K_MAX:
             # the tighter proposal's weights have too heavy a tail after all: use the covering one
-            proposal, covering = covering, None
+            proposal, covering, earlier = covering, None, covering_check
             continue
         if final:
             break
+        earlier = result
         weights = np.exp(result.smoothed - result.smoothed.max())
         if pareto_k >= 0.5:  # a skewed posterior: match the weighted moments and retry
             proposal = _Proposal.from_weighted(z, weights)
+            earlier = None
             round_ += 1
             continue
         # the proposal covers the posterior: try a tighter one at the same moments
@@ -471,7 +476,7 @@ def run_independence(
             and trial.pareto_k < 0.5
             and expected_acceptance(trial.log_ratio) > expected_acceptance(log_ratio)
         ):
-            proposal, covering = tighter, proposal
+            proposal, covering, covering_check, earlier = tighter, proposal, result, trial
         round_ = ADAPTATION_ROUNDS
     if pareto_k > PARETO_K_MAX:
         return f"the proposal fits poorly (Pareto k {pareto_k:.2f} > {PARETO_K_MAX})"
@@ -483,13 +488,32 @@ def run_independence(
     # worth about one independent draw (proposals are cheap, no gradients)
     thin = int(np.clip(np.ceil(TARGET_ACCEPTANCE / acceptance), 1, MAX_THIN))
     if thin > 1:
-        z_more = proposal.draw(proposal_rng, chains * steps * (thin - 1))
+        z_more = proposal.draw(proposal_rng, chains * draws * (thin - 1))
         ratio_more, proposed_more = log_ratios(z_more, proposal)
         z = np.concatenate([z, z_more])
         log_ratio = np.concatenate([log_ratio, ratio_more])
         proposed = {k: np.concatenate([v, proposed_more[k]]) for k, v in proposed.items()}
-    # the proposals are independent draws, so any arrangement into chains is valid
-    length = steps * thin
+    if earlier is None or earlier.z.shape[0] < chains * burn:
+        extra = checked(proposal, chains * burn) if burn else None
+        earlier = extra if extra is not None else earlier
+    # each chain: its burn-in, then draws x thin proposals; the proposals are independent
+    # draws, so any arrangement into chains is valid
+    enough = earlier is not None and earlier.z.shape[0] >= chains * burn
+    used = chains * burn if enough else 0
+    burn = used // chains
+
+    def arrange(head: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+        head = head.reshape((chains, burn) + head.shape[1:])
+        fresh = fresh.reshape((chains, draws * thin) + fresh.shape[1:])
+        both = np.concatenate([head, fresh], axis=1)
+        return both.reshape((-1,) + both.shape[2:])
+
+    if used:
+        assert earlier is not None
+        z = arrange(earlier.z[-used:], z)
+        log_ratio = arrange(earlier.log_ratio[-used:], log_ratio)
+        proposed = {k: arrange(earlier.constrained[k][-used:], v) for k, v in proposed.items()}
+    length = burn + draws * thin
     log_p = log_ratio + proposal.log_density(z)
     uniforms = accept_rng.uniform(size=(chains, length))
     held, accept_prob = _independence_chains(log_ratio.reshape(chains, length), uniforms)
