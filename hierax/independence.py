@@ -71,6 +71,11 @@ DF = 5.0
 #: covering proposal is drawn from instead.
 TIGHT_DF = 30.0
 TIGHT_SCALE = 1.0
+#: Nor is it kept when one of its final draws carries more than this share of the total
+#: importance weight: a chain reaching that draw stays there for about share x draws
+#: steps. Pareto k can miss a few such outliers (radon seed, 4000 draws: k 0.05, one
+#: draw with 2600 times the mean weight, min bulk ESS 7).
+MAX_WEIGHT_SHARE = 0.01
 #: Draws of the tighter proposal's trial (its Pareto k is checked again on the final draws).
 TRIAL_DRAWS = 1000
 #: Proposals evaluated together by the one compiled program: a vectorized batch whose
@@ -152,25 +157,46 @@ class _Checked:
     constrained: dict[str, np.ndarray]
     smoothed: np.ndarray
     pareto_k: float
+    log_p: np.ndarray
 
 
-def expected_acceptance(log_ratio: np.ndarray) -> float:
+def _largest_share(log_ratio: np.ndarray) -> float:
+    """The largest importance weight's share of their total."""
+    finite = log_ratio[np.isfinite(log_ratio)]
+    if finite.size == 0:
+        return 1.0
+    weights = np.exp(finite - finite.max())
+    return float(1.0 / weights.sum())
+
+
+def expected_acceptance(log_ratio: np.ndarray, log_shift: np.ndarray | None = None) -> float:
     """Independence MH's acceptance rate, estimated from proposals' log importance ratios.
 
     With ``w = p / q`` at independent draws from ``q``, the rate is
     ``E_{x~p, y~q} min(1, w(y) / w(x))``: self-normalized weights stand in for
-    ``x ~ p``, the draws themselves for ``y ~ q``. Sorted, the double sum is
-    ``(1 / N) Σ_i [w_i (N - i) + Σ_{j<i} w_j] / Σ w``.
+    ``x ~ p``, the draws themselves for ``y ~ q``. Sorted by ``w``, the double
+    sum is ``Σ_i α_i [Σ_{j>=i} β_j + Σ_{j<i} β_j w_j / w_i]``, with ``α`` the
+    weights of ``x`` and ``β`` those of ``y``.
+
+    ``log_shift = log q - log q0`` estimates the rate of a proposal ``q`` from
+    draws of another, ``q0``, that covers it (importance weights for both
+    ``x`` and ``y``); ``log_ratio`` is then ``log p - log q`` at those draws.
+    Draws where the posterior density is zero count as rejected proposals.
     """
-    finite = np.sort(log_ratio[np.isfinite(log_ratio)])
-    if finite.size == 0:
+    shift = np.zeros_like(log_ratio) if log_shift is None else np.asarray(log_shift)
+    order = np.argsort(log_ratio)
+    log_w, shift = log_ratio[order], shift[order]
+    if not np.any(np.isfinite(log_w)):
         return 0.0
-    weights = np.exp(finite - finite[-1])
-    total = weights.sum()
-    n = weights.size
-    below = np.concatenate([[0.0], np.cumsum(weights)[:-1]])
-    rate = np.sum(weights * (n - np.arange(n)) + below) / (n * total)
-    return float(rate) * finite.size / log_ratio.size
+    top = np.max(log_w[np.isfinite(log_w)])
+    alpha = np.exp(log_w + shift - np.logaddexp.reduce(log_w + shift))  # x ~ p
+    beta = np.exp(shift - np.logaddexp.reduce(shift))  # y ~ q
+    at_or_above = np.cumsum(beta[::-1])[::-1]
+    below = np.concatenate([[0.0], np.cumsum(beta * np.exp(log_w - top))[:-1]])
+    # α_i / w_i = β_i Σβ' / Σα', in the normalizations above, times exp(top)
+    scaled = np.exp(shift + top - np.logaddexp.reduce(log_w + shift))
+    scaled = np.where(np.isfinite(log_w), scaled, 0.0)
+    return float(np.sum(alpha * at_or_above) + np.sum(scaled * below))
 
 
 #: A point's log density and constrained values (latent and deterministic sites).
@@ -457,7 +483,8 @@ def run_independence(
         if finite.mean() < 0.5:
             return None
         smoothed, k = az.psislw(np.where(finite, log_ratio, log_ratio[finite].min() - 50.0))
-        return _Checked(z, log_ratio, proposed, smoothed, float(np.asarray(k)))
+        log_p = log_ratio + proposal.log_density(z)
+        return _Checked(z, log_ratio, proposed, smoothed, float(np.asarray(k)), log_p)
 
     # the Laplace approximation, then importance-weighted moments (adaptive importance
     # sampling) when the posterior is skewed: the proposal must cover the posterior
@@ -485,8 +512,13 @@ def run_independence(
             result.constrained,
             result.pareto_k,
         )
-        if final and covering is not None and pareto_k > PARETO_K_MAX:
-            # the tighter proposal's weights have too heavy a tail after all: use the covering one
+        if (
+            final
+            and covering is not None
+            and (pareto_k > PARETO_K_MAX or _largest_share(log_ratio) > MAX_WEIGHT_SHARE)
+        ):
+            # the tighter proposal's weights have too heavy a tail after all, or a few
+            # draws it rarely makes carry much of the posterior: use the covering one
             proposal, covering, earlier = covering, None, covering_check
             continue
         if final:
@@ -500,13 +532,26 @@ def run_independence(
             continue
         # the proposal covers the posterior: try a tighter one at the same moments
         tighter = _Proposal.from_weighted(z, weights, TIGHT_DF, TIGHT_SCALE)
-        trial = checked(tighter, TRIAL_DRAWS)
-        if (
-            trial is not None
-            and trial.pareto_k < 0.5
-            and expected_acceptance(trial.log_ratio) > expected_acceptance(log_ratio)
-        ):
-            proposal, covering, covering_check, earlier = tighter, proposal, result, trial
+        if pareto_k < 0:
+            # bounded ratios: these draws cover the tighter proposal too, and estimate
+            # its acceptance by reweighting (its Pareto k is checked on the final draws)
+            log_tight = tighter.log_density(z)
+            better = expected_acceptance(
+                result.log_p - log_tight, log_tight - proposal.log_density(z)
+            ) > expected_acceptance(log_ratio)
+        else:
+            trial = checked(tighter, TRIAL_DRAWS)
+            better = (
+                trial is not None
+                and trial.pareto_k < 0.5
+                and expected_acceptance(trial.log_ratio) > expected_acceptance(log_ratio)
+            )
+            earlier = trial if better else earlier
+        if better:
+            proposal, covering, covering_check = tighter, proposal, result
+            # a burn-in from another proposal's draws could start a chain on a draw the
+            # tighter one would rarely make, where it would stay for long
+            earlier = earlier if earlier is not result else None
         round_ = ADAPTATION_ROUNDS
     if pareto_k > PARETO_K_MAX:
         return f"the proposal fits poorly (Pareto k {pareto_k:.2f} > {PARETO_K_MAX})"

@@ -246,6 +246,25 @@ def test_expected_acceptance_matches_a_simulated_independence_chain(dim, df, sca
     assert estimate == pytest.approx(prob[0, 1:].mean(), abs=0.02)
 
 
+@pytest.mark.parametrize("dim", [2, 6])
+def test_expected_acceptance_of_another_proposal_from_reweighted_draws(dim):
+    """A tighter proposal's rate, estimated from a covering one's draws, matches its own."""
+    from hierax.independence import _Proposal, expected_acceptance
+
+    rng = np.random.default_rng(dim)
+    covering = _Proposal(np.zeros(dim), np.eye(dim), df=5.0, scale=1.5)
+    tight = _Proposal(np.full(dim, 0.1), 0.9 * np.eye(dim), df=30.0, scale=1.0)
+    z = covering.draw(rng, 20_000)
+    log_p = -0.5 * np.sum(z**2, axis=1)
+    estimate = expected_acceptance(
+        log_p - tight.log_density(z), tight.log_density(z) - covering.log_density(z)
+    )
+    own = tight.draw(rng, 20_000)
+    direct = expected_acceptance(-0.5 * np.sum(own**2, axis=1) - tight.log_density(own))
+    assert estimate == pytest.approx(direct, abs=0.02)
+    assert abs(direct - expected_acceptance(log_p - covering.log_density(z))) > 0.05
+
+
 def test_expected_acceptance_is_one_for_an_exact_proposal_and_counts_impossible_draws():
     from hierax.independence import expected_acceptance
 
