@@ -26,6 +26,7 @@ convergence of MCMC. Bayesian Analysis, 16(2), 667-718.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -72,10 +73,7 @@ def ess_bulk(draws: ArrayLike) -> FloatArray:
     -------
     ndarray, shape (entry,)
     """
-    rows, invalid = _entry_rows(draws)
-    if _too_few_draws(rows):
-        return _all_nan(rows)
-    return _mask(_ess(_z_scale(_split_chains(rows))), invalid)
+    return _per_entry(draws, lambda rows: _ess(_z_scale(_split_chains(rows))))
 
 
 def ess_tail(draws: ArrayLike) -> FloatArray:
@@ -89,10 +87,7 @@ def ess_tail(draws: ArrayLike) -> FloatArray:
     -------
     ndarray, shape (entry,)
     """
-    rows, invalid = _entry_rows(draws)
-    if _too_few_draws(rows):
-        return _all_nan(rows)
-    return _mask(_ess_tail(rows), invalid)
+    return _per_entry(draws, lambda rows: _ess_tail(rows))
 
 
 def ess_quantile(draws: ArrayLike, prob: float) -> FloatArray:
@@ -107,10 +102,7 @@ def ess_quantile(draws: ArrayLike, prob: float) -> FloatArray:
     -------
     ndarray, shape (entry,)
     """
-    rows, invalid = _entry_rows(draws)
-    if _too_few_draws(rows):
-        return _all_nan(rows)
-    return _mask(_ess_quantile(rows, _type7_quantiles(rows, (prob,))[0]), invalid)
+    return _per_entry(draws, lambda rows: _ess_quantile(rows, _type7_quantiles(rows, (prob,))[0]))
 
 
 def ess_mean(draws: ArrayLike) -> FloatArray:
@@ -124,10 +116,7 @@ def ess_mean(draws: ArrayLike) -> FloatArray:
     -------
     ndarray, shape (entry,)
     """
-    rows, invalid = _entry_rows(draws)
-    if _too_few_draws(rows):
-        return _all_nan(rows)
-    return _mask(_ess(_split_chains(rows)), invalid)
+    return _per_entry(draws, lambda rows: _ess(_split_chains(rows)))
 
 
 def rhat(draws: ArrayLike, fold_around: Literal["draws", "split"] = "draws") -> FloatArray:
@@ -147,10 +136,7 @@ def rhat(draws: ArrayLike, fold_around: Literal["draws", "split"] = "draws") -> 
     ndarray, shape (entry,)
         Also NaN with fewer than 2 chains.
     """
-    rows, invalid = _entry_rows(draws)
-    if _too_few_draws(rows) or rows.shape[1] < MIN_CHAINS_RHAT:
-        return _all_nan(rows)
-    return _mask(_rhat_rank(rows, fold_around), invalid)
+    return _per_entry(draws, lambda rows: _rhat_rank(rows, fold_around), min_chains=MIN_CHAINS_RHAT)
 
 
 def mcse_mean(draws: ArrayLike) -> FloatArray:
@@ -164,10 +150,7 @@ def mcse_mean(draws: ArrayLike) -> FloatArray:
     -------
     ndarray, shape (entry,)
     """
-    rows, invalid = _entry_rows(draws)
-    if _too_few_draws(rows):
-        return _all_nan(rows)
-    return _mask(_mcse_mean(rows, _centred_squares(rows)), invalid)
+    return _per_entry(draws, lambda rows: _mcse_mean(rows, _centred_squares(rows)))
 
 
 def mcse_sd(draws: ArrayLike) -> FloatArray:
@@ -182,10 +165,7 @@ def mcse_sd(draws: ArrayLike) -> FloatArray:
     ndarray, shape (entry,)
         Also NaN for constant entries (0 / 0), as in ArviZ.
     """
-    rows, invalid = _entry_rows(draws)
-    if _too_few_draws(rows):
-        return _all_nan(rows)
-    return _mask(_mcse_sd(_centred_squares(rows)), invalid)
+    return _per_entry(draws, lambda rows: _mcse_sd(_centred_squares(rows)))
 
 
 def effective_sample_size(draws: ArrayLike) -> FloatArray:
@@ -325,6 +305,19 @@ def _batches(arrays: list[FloatArray], entries: int) -> list[FloatArray]:
 
 # --------------------------------------------------------------- building blocks
 # Private functions work on draws laid out as (entry, chain, draw), contiguous.
+
+
+def _per_entry(
+    draws: ArrayLike, statistic: Callable[[FloatArray], FloatArray], min_chains: int = 1
+) -> FloatArray:
+    """``statistic`` of the ``(entry, chain, draw)`` rows, NaN where ArviZ gives NaN.
+
+    NaN for every entry with too few draws or chains, and for entries containing NaN.
+    """
+    rows, invalid = _entry_rows(draws)
+    if _too_few_draws(rows) or rows.shape[1] < min_chains:
+        return _all_nan(rows)
+    return _mask(statistic(rows), invalid)
 
 
 def _entry_rows(draws: ArrayLike) -> tuple[FloatArray, BoolArray]:

@@ -417,28 +417,14 @@ def run_independence(
     dim = starts.shape[1]
     if dim > MAX_DIMENSION:
         return f"{dim} parameters are too many for an independence proposal"
-    evaluate, compile_seconds = _batch_evaluator(point, dim)
-    target = _Unconstrained(potential_fn, unravel)
-    preconditioner, _, details = _precondition(
-        target,
-        starts,
-        "dense",
-        init_key,
-        finite_differences=True,
-        jitter=False,
-        derivatives=_stencil(evaluate, dim),
-    )
-    if direct is not None and not np.isfinite(details.get("mode_log_density", np.nan)):
-        # the plain start (all unconstrained values 0) is outside the posterior's
-        # support: let NumPyro search for a valid one
-        numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, inits, 1, init_key)
-        potential_fn = numpyro_info.potential_fn
-        point = _numpyro_point(potential_fn, numpyro_info.postprocess_fn, unravel)
-        evaluate, more_seconds = _batch_evaluator(point, dim)
-        compile_seconds += more_seconds
-        target = _Unconstrained(potential_fn, unravel)
+
+    def search(
+        potential_fn: Callable[..., Any], point: PointEvaluation, starts: np.ndarray
+    ) -> tuple[Callable[..., Any], float, Any, dict[str, Any]]:
+        """The batch program, its compile time, the preconditioner at the mode, details."""
+        evaluate, seconds = _batch_evaluator(point, dim)
         preconditioner, _, details = _precondition(
-            target,
+            _Unconstrained(potential_fn, unravel),
             starts,
             "dense",
             init_key,
@@ -446,6 +432,17 @@ def run_independence(
             jitter=False,
             derivatives=_stencil(evaluate, dim),
         )
+        return evaluate, seconds, preconditioner, details
+
+    evaluate, compile_seconds, preconditioner, details = search(potential_fn, point, starts)
+    if direct is not None and not np.isfinite(details.get("mode_log_density", np.nan)):
+        # the plain start (all unconstrained values 0) is outside the posterior's
+        # support: let NumPyro search for a valid one
+        numpyro_info, starts, unravel = _initial_unconstrained(model_fn, data, inits, 1, init_key)
+        potential_fn = numpyro_info.potential_fn
+        point = _numpyro_point(potential_fn, numpyro_info.postprocess_fn, unravel)
+        evaluate, more_seconds, preconditioner, details = search(potential_fn, point, starts)
+        compile_seconds += more_seconds
     if not details.get("mode_found"):
         return "no posterior mode with positive definite curvature was found"
     preparation_seconds = time.perf_counter() - started - compile_seconds
