@@ -472,3 +472,15 @@ def test_independence_chains_do_not_stick_on_the_radon_benchmark(seed):
     fit = model.fit(chains=4, warmup=1000, draws=1000, seed=seed, progress=False)
     assert fit.info["method"] == "independence_mh"
     assert not fit.findings, fit.findings
+
+
+def test_burn_in_follows_the_ratio_bound():
+    """(1 - 1/M)^n <= 1e-3, with M the largest ratio over their mean."""
+    from hierax.independence import _burn_in
+
+    weights = np.r_[np.ones(998), 2.0, 2.0]  # M = 2 / 1.002
+    expected = int(np.ceil(np.log(1e-3) / np.log1p(-1.002 / 2.0)))
+    assert _burn_in(np.log(weights), -0.5, 100) == expected == 10
+    assert _burn_in(np.log(weights), 0.3, 100) == 100  # unbounded ratios: the longest
+    assert _burn_in(np.zeros(50), -1.0, 100) == 1  # an exact proposal
+    assert _burn_in(np.log(np.r_[np.ones(999), 500.0]), -0.5, 20) == 20  # capped
