@@ -27,6 +27,7 @@ import numpy as np
 import numpyro
 from jax.flatten_util import ravel_pytree
 
+from .chain_stats import ess_bulk
 from .init import per_chain_inits
 from .model_info import ModelInfo
 from .precondition import STENCIL_MAX_DIM, stencil_derivatives
@@ -49,6 +50,9 @@ MAX_DIMENSION = 32
 #: 0.7: min bulk ESS 900 of 4000 draws unthinned, 2100 thinned by 2).
 TARGET_ACCEPTANCE = 0.8
 MAX_THIN = 8
+#: Chains whose kept draws' min bulk ESS is below this share of their number are thinned
+#: twice as much (once).
+MIN_EFFICIENCY = 0.5
 #: Rounds of importance-weighted moment matching before the final proposal.
 ADAPTATION_ROUNDS = 2
 ADAPTATION_DRAWS = 2000
@@ -585,40 +589,58 @@ def run_independence(
     # A rarely accepting chain repeats its states: thin it so that each kept draw is
     # worth about one independent draw (proposals are cheap, no gradients)
     thin = int(np.clip(np.ceil(TARGET_ACCEPTANCE / acceptance), 1, MAX_THIN))
-    if thin > 1:
-        z_more = proposal.draw(proposal_rng, chains * draws * (thin - 1))
-        ratio_more, proposed_more = log_ratios(z_more, proposal)
-        z = np.concatenate([z, z_more])
-        log_ratio = np.concatenate([log_ratio, ratio_more])
-        proposed = {k: np.concatenate([v, proposed_more[k]]) for k, v in proposed.items()}
     burn = _burn_in(log_ratio, pareto_k, burn)
     if earlier is None or earlier.z.shape[0] < chains * burn:
         extra = checked(proposal, chains * burn) if burn else None
         earlier = extra if extra is not None else earlier
-    # each chain: its burn-in, then draws x thin proposals; the proposals are independent
-    # draws, so any arrangement into chains is valid
     enough = earlier is not None and earlier.z.shape[0] >= chains * burn
-    used = chains * burn if enough else 0
-    burn = used // chains
+    burn = burn if enough else 0
+    fresh = [(z, log_ratio, proposed)]
 
-    def arrange(head: np.ndarray, fresh: np.ndarray) -> np.ndarray:
-        head = head.reshape((chains, burn) + head.shape[1:])
-        fresh = fresh.reshape((chains, draws * thin) + fresh.shape[1:])
-        both = np.concatenate([head, fresh], axis=1)
-        return both.reshape((-1,) + both.shape[2:])
+    def run_chains(
+        thin: int,
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Each chain: its burn-in, then draws x thin proposals (the proposals are
+        independent draws, so any arrangement into chains is valid)."""
+        missing = chains * draws * thin - sum(len(part[0]) for part in fresh)
+        if missing > 0:
+            z_more = proposal.draw(proposal_rng, missing)
+            fresh.append((z_more, *log_ratios(z_more, proposal)))
 
-    if used:
-        assert earlier is not None
-        z = arrange(earlier.z[-used:], z)
-        log_ratio = arrange(earlier.log_ratio[-used:], log_ratio)
-        proposed = {k: arrange(earlier.constrained[k][-used:], v) for k, v in proposed.items()}
-    length = burn + draws * thin
-    log_p = log_ratio + proposal.log_density(z)
-    uniforms = accept_rng.uniform(size=(chains, length))
-    held, accept_prob = _independence_chains(log_ratio.reshape(chains, length), uniforms)
+        def arrange(head: np.ndarray | None, pieces: list[np.ndarray]) -> np.ndarray:
+            body = np.concatenate(pieces)[: chains * draws * thin]
+            body = body.reshape((chains, draws * thin) + body.shape[1:])
+            if head is not None and burn:
+                head = head[-chains * burn :].reshape((chains, burn) + head.shape[1:])
+                body = np.concatenate([head, body], axis=1)
+            return body.reshape((-1,) + body.shape[2:])
+
+        head = earlier if burn else None
+        all_z = arrange(None if head is None else head.z, [part[0] for part in fresh])
+        ratio = arrange(None if head is None else head.log_ratio, [part[1] for part in fresh])
+        values = {
+            name: arrange(
+                None if head is None else head.constrained[name], [part[2][name] for part in fresh]
+            )
+            for name in fresh[0][2]
+        }
+        length = burn + draws * thin
+        uniforms = accept_rng.uniform(size=(chains, length))
+        held, accept_prob = _independence_chains(ratio.reshape(chains, length), uniforms)
+        # after the burn-in, every thin-th state
+        kept = held[:, burn + thin - 1 :: thin][:, :draws] + (np.arange(chains) * length)[:, None]
+        return all_z, ratio, values, accept_prob, kept
+
+    all_z, log_ratio, proposed, accept_prob, kept = run_chains(thin)
+    # where rejections cluster (a heavy tail of the ratios), the kept draws are worth
+    # less than the acceptance rate suggests: thin more (binary-star seed: min bulk ESS
+    # 1190 of 4000 draws thinned by 2, 3200 thinned by 4)
+    efficiency = float(np.min(ess_bulk(all_z[kept]))) / (chains * draws)
+    if efficiency < MIN_EFFICIENCY and thin < MAX_THIN:
+        thin = min(MAX_THIN, 2 * thin)
+        all_z, log_ratio, proposed, accept_prob, kept = run_chains(thin)
     acceptance = float(accept_prob[:, burn:].mean())
-    # after the burn-in, every thin-th state
-    kept = held[:, burn + thin - 1 :: thin][:, :draws] + (np.arange(chains) * length)[:, None]
+    log_p = log_ratio + proposal.log_density(all_z)
     constrained = {name: value[kept.reshape(-1)] for name, value in proposed.items()}
     sampling_seconds = time.perf_counter() - started
     posterior = {
