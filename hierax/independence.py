@@ -1,15 +1,22 @@
-"""Independence Metropolis-Hastings from a Student-t fitted at the posterior mode.
+"""Independence Metropolis-Hastings from a Student-t fitted to the posterior.
 
 For models with a handful of parameters (a collapsed Gaussian model keeps
 only group sds, correlations and sigma), NUTS's per-iteration overhead
-dominates. Here every proposal is drawn at once from a multivariate Student-t
-centered at the posterior mode with the inverse curvature there as scale, all
-log densities are evaluated in one vectorized batch (no gradients), and each
-chain accepts or rejects proposals in turn (independence Metropolis-Hastings:
-exact for any proposal that covers the posterior, efficient when it is
-close). The proposal is checked first with the Pareto-k diagnostic of its
-importance ratios (Vehtari et al., PSIS); when k > 0.7, or the acceptance rate
-is low, the caller falls back to NUTS.
+dominates. Here proposals are drawn from a multivariate Student-t, their log
+densities are evaluated in vectorized batches by one compiled program (no
+gradients; the mode search takes finite differences of the same program),
+and each chain accepts or rejects proposals in turn (independence
+Metropolis-Hastings: exact for any proposal that covers the posterior,
+efficient when it is close).
+
+The first proposal is a heavy-tailed Student-t at the mode, with the inverse
+curvature there as scale, matched to the importance-weighted moments when the
+posterior is skewed. Once it covers the posterior (Pareto k of its importance
+ratios below 0.5; Vehtari et al., PSIS), a tighter Student-t at the weighted
+moments is tried and kept when it is accepted more often and its ratios stay
+tame. Chains are thinned where they accept rarely or their draws are worth
+little. When k > 0.7, or the acceptance rate is low, the caller falls back to
+NUTS.
 """
 
 from __future__ import annotations
