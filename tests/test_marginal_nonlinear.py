@@ -3,6 +3,7 @@ conditional draws against dense references; collapsed fits against plain NUTS.""
 
 from __future__ import annotations
 
+import ast
 import warnings
 
 import jax
@@ -142,20 +143,43 @@ def test_affine_degree_of_expressions(text, names, degree):
 def test_symbolic_slopes_reproduce_the_expression(text, names):
     import dataclasses
 
-    from hierax.marginal.nonlinear import slope_tree
+    from hierax.marginal.nonlinear import free_tree, slope_tree
 
     expression = parse_expression(text)
     rng = np.random.default_rng(0)
     env = {name: rng.normal(size=7) for name in expression.names}
     env["t"] = rng.uniform(1, 2, 7)
     at_zero = expression({**env, **{p: np.zeros(7) for p in names}})
-    rebuilt = at_zero
+    free = free_tree(expression.tree, names)
+    if free is None:
+        np.testing.assert_array_equal(at_zero, 0.0)
+        rebuilt = np.zeros(7)
+    else:
+        assert affine_degree(free, names) == 0
+        rebuilt = dataclasses.replace(expression, tree=free)(env)
+        np.testing.assert_allclose(rebuilt, at_zero, rtol=1e-12, atol=1e-14)
+    trees = []
     for name in names:
         tree = slope_tree(expression.tree, name, names)
         assert tree is not None
         assert affine_degree(tree, names) == 0
+        trees.append(tree)
         rebuilt = rebuilt + dataclasses.replace(expression, tree=tree)(env) * env[name]
     np.testing.assert_allclose(rebuilt, expression(env), rtol=1e-12)
+    # evaluated together (shared subexpressions), the trees give the same values
+    together = expression.evaluate_together(trees, env)
+    for tree, value in zip(trees, together, strict=True):
+        np.testing.assert_array_equal(value, dataclasses.replace(expression, tree=tree)(env))
+
+
+def test_terms_that_vanish_with_the_marginalized_parameters_are_not_computed():
+    """The binary stars' mean is 0 at a = b = v0 = 0: no cosine or sine is left in it."""
+    from hierax.marginal.nonlinear import free_tree
+
+    expression = parse_expression(binaries_nl.FORMULA.split("~")[1])
+    assert free_tree(expression.tree, {"a", "b", "v0"}) is None
+    kept = free_tree(parse_expression("x + a * cos(x)").tree, {"a"})
+    assert kept is not None and ast.unparse(kept) == "x"
 
 
 # ------------------------------------------------------------ the collapsed density

@@ -41,7 +41,6 @@ n x n matrix and no explicit inverse.
 from __future__ import annotations
 
 import ast
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -186,18 +185,24 @@ def _factorize(problem: LinearGaussian, n_levels: int) -> _Factors:
     p_head = problem.head_precision + (head * w[:, None]).T @ head  # (h, h)
     log_det = jnp.zeros(())
     quadratic = jnp.zeros(())
+    weighted_square = jnp.sum(weighted_residual * problem.residual)
     tail_chol = jnp.zeros((n_levels, k, k))
     tail_solved = jnp.zeros((n_levels, k))
     cross = jnp.zeros((n_levels, k, h))
     if k:
         index = problem.tail_index
         weighted_tail = tail * w[:, None]  # (n, K)
-        gram = jax.ops.segment_sum(
-            weighted_tail[:, :, None] * tail[:, None, :], index, num_segments=n_levels
-        )  # (L, K, K)
-        b_tail = jax.ops.segment_sum(
-            weighted_residual[:, None] * tail, index, num_segments=n_levels
-        )  # (L, K)
+        # the Gram matrix and right-hand side per level from one sum of outer products of
+        # [tail features, residual]: the rows' features are then read by one consumer,
+        # and XLA does not recompute them (with their cosines) in several fused loops
+        augmented = jnp.concatenate([tail, problem.residual[:, None]], axis=1)  # (n, K + 1)
+        products = jax.ops.segment_sum(
+            w[:, None, None] * augmented[:, :, None] * augmented[:, None, :],
+            index,
+            num_segments=n_levels,
+        )  # (L, K + 1, K + 1)
+        gram, b_tail = products[:, :k, :k], products[:, :k, k]
+        weighted_square = jnp.sum(products[:, k, k])
         tail_chol = _batched_cholesky(problem.tail_precision[None] + gram)
         tail_solved = _batched_cho_solve(tail_chol, b_tail)
         quadratic = quadratic + jnp.sum(b_tail * tail_solved)
@@ -221,7 +226,7 @@ def _factorize(problem: LinearGaussian, n_levels: int) -> _Factors:
         b_head,
         log_det,
         quadratic,
-        jnp.sum(weighted_residual * problem.residual),
+        weighted_square,
     )
 
 
@@ -396,6 +401,50 @@ def slope_tree(node: ast.expr, name: str, marginal: frozenset[str] | set[str]) -
     return None
 
 
+def free_tree(node: ast.expr, marginal: frozenset[str] | set[str]) -> ast.expr | None:
+    """An affine expression tree at ``marginal = 0``, with the vanishing terms removed.
+
+    ``a * cos(w) + b * sin(w) + v0`` at ``a = b = v0 = 0`` is 0 (None), not
+    ``0 * cos(w) + 0 * sin(w) + 0``, which would cost a cosine and a sine per row
+    (XLA cannot drop ``0 * x``: x may be infinite). ``node`` must be affine in
+    ``marginal`` (:func:`affine_degree` <= 1).
+    """
+    if affine_degree(node, marginal) == CONSTANT:
+        return node
+    if isinstance(node, ast.Name):
+        return None  # a marginalized parameter
+    if isinstance(node, ast.UnaryOp):
+        inner = free_tree(node.operand, marginal)
+        return None if inner is None else ast.UnaryOp(node.op, inner)
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, ast.Add | ast.Sub):
+            left, right = (free_tree(n, marginal) for n in (node.left, node.right))
+            if right is None:
+                return left
+            if left is None:
+                return right if isinstance(node.op, ast.Add) else ast.UnaryOp(ast.USub(), right)
+            return ast.BinOp(left, node.op, right)
+        if isinstance(node.op, ast.Mult):
+            left, right = (free_tree(n, marginal) for n in (node.left, node.right))
+            return None if left is None or right is None else ast.BinOp(left, node.op, right)
+        if isinstance(node.op, ast.Div):
+            left = free_tree(node.left, marginal)
+            return None if left is None else ast.BinOp(left, node.op, node.right)
+        if isinstance(node.op, ast.Pow):
+            return free_tree(node.left, marginal)  # p ** 1
+    if isinstance(node, ast.Call):
+        # where(condition, x, y) with a condition free of the marginalized parameters
+        branches = [free_tree(n, marginal) for n in node.args[1:]]
+        if all(b is None for b in branches):
+            return None
+        return ast.Call(
+            node.func,
+            [node.args[0], *(ast.Constant(0.0) if b is None else b for b in branches)],
+            [],
+        )
+    return node  # pragma: no cover (affine_degree admits nothing else)
+
+
 # ------------------------------------------------------------------------ the plan
 
 
@@ -462,6 +511,8 @@ class NonlinearMarginalPlan:
     not_marginalized: Mapping[str, str]
     #: per marginalized parameter, the expression tree of its coefficient B_p
     slopes: Mapping[str, ast.expr]
+    #: the expression at zero marginalized parameters (A), without its vanishing terms
+    free: ast.expr
 
     @property
     def head_size(self) -> int:
@@ -641,8 +692,15 @@ def plan_marginalization(
     for p in chosen:
         tree = slope_tree(model.expression.tree, p.name, marginal)
         slopes[p.name] = ast.Constant(0.0) if tree is None else ast.fix_missing_locations(tree)
+    free = free_tree(model.expression.tree, marginal)
     plan = NonlinearMarginalPlan(
-        tuple(chosen), tuple(head_groups), tuple(tail_groups), tail_levels, reasons, slopes
+        tuple(chosen),
+        tuple(head_groups),
+        tuple(tail_groups),
+        tail_levels,
+        reasons,
+        slopes,
+        ast.Constant(0.0) if free is None else ast.fix_missing_locations(free),
     )
     if plan.head_size > max_head:
         return (
@@ -726,9 +784,11 @@ def _conditional(
             continue
         # the parameter at the prior mean of its Gaussian coefficients (effects: zero)
         X = data[f"X_{name}"]
-        value = jnp.zeros(n)
+        value = None  # (None: zero, known before tracing)
         for c in parameter.coefficients:
             if c.kind == "marginal":
+                if c.loc is None or not np.any(c.loc):
+                    continue
                 beta = jnp.asarray(c.loc)
             elif c.width == 1:
                 beta = jnp.reshape(_sample(c.name, c.prior), (1,))
@@ -736,10 +796,11 @@ def _conditional(
             else:
                 beta = numpyro.sample(c.name, c.prior)
                 coefficients[c.name] = beta
-            value = value + X[:, c.columns] @ beta
+            value = X[:, c.columns] @ beta + (0.0 if value is None else value)
         for term in parameter.groups:
             trils[term.group.name] = _group_tril(term, priors)
-        env[name] = value
+        if value is not None:
+            env[name] = value
     with numpyro.plate("obs", n):
         for name, distribution in model.latents.items():
             env[name] = numpyro.sample(name, distribution.build(env))
@@ -750,19 +811,17 @@ def _conditional(
         sigma = env["sigma"] if "sigma" in model.designs else _sample("sigma", priors["sigma"])
         weights = jnp.broadcast_to(1.0 / jnp.square(sigma), (n,))
 
-    names = plan.parameter_names
-
-    # mean = A0 + sum_p B_p * p with A0 the expression at p = 0 and B_p its symbolic
-    # derivative; offset = the mean at the prior mean of the coefficients
-    def evaluate(tree: ast.expr, values: Mapping[str, Any]) -> jax.Array:
-        expression = dataclasses.replace(model.expression, tree=tree)
-        return jnp.broadcast_to(jnp.asarray(expression({**env, **values}), dtype=float), (n,))
-
-    offset = evaluate(model.expression.tree, {p: jnp.zeros(n) for p in names})
-    slopes: dict[str, jax.Array] = {}
-    for name, tree in plan.slopes.items():
-        slopes[name] = evaluate(tree, {})
-        offset = offset + slopes[name] * jnp.broadcast_to(env[name], (n,))
+    # mean = A0 + sum_p B_p * p with A0 the expression at p = 0 (its vanishing terms
+    # dropped) and B_p its symbolic derivative; offset = the mean at the prior mean of
+    # the coefficients. One pass: the slopes share their subexpressions with A0.
+    values = model.expression.evaluate_together([plan.free, *plan.slopes.values()], env)
+    offset, *slope_values = (
+        jnp.broadcast_to(jnp.asarray(value, dtype=float), (n,)) for value in values
+    )
+    slopes = dict(zip(plan.slopes, slope_values, strict=True))
+    for name in plan.slopes:
+        if name in env:  # a prior mean that is not zero
+            offset = offset + slopes[name] * jnp.broadcast_to(env[name], (n,))
 
     # features: the sub-formula columns scaled by the parameter's slope
     head_columns: list[jax.Array] = []
