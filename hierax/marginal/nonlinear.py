@@ -41,6 +41,7 @@ n x n matrix and no explicit inverse.
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -813,12 +814,13 @@ def _conditional(
 
     # mean = A0 + sum_p B_p * p with A0 the expression at p = 0 (its vanishing terms
     # dropped) and B_p its symbolic derivative; offset = the mean at the prior mean of
-    # the coefficients. One pass: the slopes share their subexpressions with A0.
-    values = model.expression.evaluate_together([plan.free, *plan.slopes.values()], env)
-    offset, *slope_values = (
-        jnp.broadcast_to(jnp.asarray(value, dtype=float), (n,)) for value in values
-    )
-    slopes = dict(zip(plan.slopes, slope_values, strict=True))
+    # the coefficients. (XLA computes their common subexpressions once.)
+    def evaluate(tree: ast.expr) -> jax.Array:
+        expression = dataclasses.replace(model.expression, tree=tree)
+        return jnp.broadcast_to(jnp.asarray(expression(env), dtype=float), (n,))
+
+    offset = evaluate(plan.free)
+    slopes = {name: evaluate(tree) for name, tree in plan.slopes.items()}
     for name in plan.slopes:
         if name in env:  # a prior mean that is not zero
             offset = offset + slopes[name] * jnp.broadcast_to(env[name], (n,))

@@ -67,40 +67,11 @@ class Expression:
 
     def __call__(self, env: Mapping[str, Any]) -> Any:
         """Evaluate with ``env`` mapping every name to a value (arrays broadcast)."""
-        return _evaluate(self.tree, env, self.functions, {})
-
-    def evaluate_together(self, trees: Iterable[ast.expr], env: Mapping[str, Any]) -> list[Any]:
-        """Evaluate several trees over this expression's functions, each subexpression once.
-
-        Structurally equal subtrees (``2 * pi * t / exp(lnP)`` under both ``cos`` and
-        ``sin``, or shared by an expression and its symbolic derivatives) are computed
-        once: XLA does not merge them (on the binary-star seed, 4 cosines, 4 sines
-        and the exponential of every row's log period per evaluation instead of one each).
-        """
-        shared: dict[str, Any] = {}
-        return [_evaluate(tree, env, self.functions, shared) for tree in trees]
+        return _evaluate(self.tree, env, self.functions)
 
 
 def _evaluate(
-    node: ast.AST,
-    env: Mapping[str, Any],
-    functions: Mapping[str, Callable[..., Any]],
-    shared: dict[str, Any],
-) -> Any:
-    """The value of ``node``; ``shared`` holds the values of the subtrees met so far."""
-    if isinstance(node, ast.Constant | ast.Name):
-        return _evaluate_node(node, env, functions, shared)
-    key = ast.dump(node)
-    if key not in shared:
-        shared[key] = _evaluate_node(node, env, functions, shared)
-    return shared[key]
-
-
-def _evaluate_node(
-    node: ast.AST,
-    env: Mapping[str, Any],
-    functions: Mapping[str, Callable[..., Any]],
-    shared: dict[str, Any],
+    node: ast.AST, env: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]
 ) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
@@ -110,20 +81,18 @@ def _evaluate_node(
         return CONSTANTS[node.id]
     if isinstance(node, ast.BinOp):
         return _BINARY[type(node.op)](
-            _evaluate(node.left, env, functions, shared),
-            _evaluate(node.right, env, functions, shared),
+            _evaluate(node.left, env, functions), _evaluate(node.right, env, functions)
         )
     if isinstance(node, ast.UnaryOp):
-        value = _evaluate(node.operand, env, functions, shared)
+        value = _evaluate(node.operand, env, functions)
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.Compare):
         return _COMPARE[type(node.ops[0])](
-            _evaluate(node.left, env, functions, shared),
-            _evaluate(node.comparators[0], env, functions, shared),
+            _evaluate(node.left, env, functions), _evaluate(node.comparators[0], env, functions)
         )
     if isinstance(node, ast.Call):
         assert isinstance(node.func, ast.Name)
-        args = [_evaluate(arg, env, functions, shared) for arg in node.args]
+        args = [_evaluate(arg, env, functions) for arg in node.args]
         return functions[node.func.id](*args)
     raise ModelError(f"cannot evaluate {ast.unparse(node)!r}")  # pragma: no cover
 
