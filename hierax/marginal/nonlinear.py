@@ -22,7 +22,9 @@ site, so the InferenceData matches a plain fit's variables, dims and coords.
 Affinity is decided on the expression tree (:func:`affine_degree`), never
 numerically, and ``B_p`` are the expression's symbolic derivatives
 (:func:`slope_tree`, trees free of S built once); ``A`` is the expression
-evaluated at S = 0.
+at S = 0 with its vanishing terms removed (:func:`free_tree`: the binary
+stars' ``a * cos(w) + b * sin(w) + v0`` has none left, so no row computes a
+cosine only to multiply it by zero).
 
 The coefficients split into a *tail* (the effects of every marginalized term
 on the grouping factor with most coefficients; each row touches one level) and
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LinearGaussian",
+    "free_tree",
     "NonlinearMarginalPlan",
     "affine_degree",
     "slope_tree",
