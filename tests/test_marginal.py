@@ -226,6 +226,28 @@ def test_independence_chains_accept_by_the_ratio():
     assert prob[0, 3] == pytest.approx(np.exp(-0.1))
 
 
+def test_independence_chains_equal_the_textbook_recursion():
+    """Random ratios (some -inf, a chain starting at one): the same states and
+    acceptance probabilities as the step-by-step rule ``accept if u < w(y) / w(x)``."""
+    rng = np.random.default_rng(5)
+    log_ratio = rng.normal(0.0, 1.5, (3, 500))
+    log_ratio[rng.random(log_ratio.shape) < 0.05] = -np.inf
+    log_ratio[1, 0] = -np.inf
+    uniforms = rng.random(log_ratio.shape)
+    held, prob = _independence_chains(log_ratio, uniforms)
+    for chain in range(3):
+        current = 0
+        for step in range(1, 500):
+            with np.errstate(invalid="ignore"):
+                ratio = np.exp(log_ratio[chain, step] - log_ratio[chain, current])
+            # both -inf: NaN, no density either way, and the step is rejected
+            expected = ratio if np.isnan(ratio) else min(1.0, ratio)
+            np.testing.assert_equal(prob[chain, step], expected)
+            if uniforms[chain, step] < expected:
+                current = step
+            assert held[chain, step] == current
+
+
 @pytest.mark.parametrize(
     "dim, df, scale", [(2, 5.0, 1.2), (2, 30.0, 1.0), (16, 5.0, 1.2), (16, 30.0, 0.9)]
 )
