@@ -407,7 +407,7 @@ def _stencil(
 ) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
     """Stencil derivatives from the batch program, for few enough parameters."""
     if dim > STENCIL_MAX_DIM:
-        return None  # a gradient program (2 d^2 + 1 densities per point cost too much)
+        return None  # a gradient program: 2 d^2 + 1 densities per point cost too much
     return stencil_derivatives(lambda points: evaluate(points)[0], dim)
 
 

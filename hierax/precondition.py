@@ -108,6 +108,11 @@ class ModeResult:
     message: str
 
 
+#: A search that stops with every (Jacobi-scaled) gradient entry below this is at the
+#: mode: within 1e-4 of a curvature sd of it.
+STATIONARY = 1e-4
+
+
 def find_mode(
     value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
     start: np.ndarray,
@@ -172,6 +177,14 @@ def find_mode(
                 )
             except (np.linalg.LinAlgError, ValueError):
                 result = None
+        if result is not None and np.isfinite(result.fun) and not result.success:
+            if np.max(np.abs(result.jac)) <= STATIONARY:
+                # stopped for want of progress at a stationary point: with gradients
+                # from finite differences (accurate to about 1e-6) that is the mode
+                result.success = True
+                result.message = f"stationary (gradient below {STATIONARY:g}): {result.message}"
+            elif result.fun <= start_value:
+                origin = np.asarray(result.x)  # L-BFGS goes on from there
         if result is not None and not (result.success and np.isfinite(result.fun)):
             result = None
     if result is None:
@@ -277,8 +290,10 @@ def finite_difference_derivatives(
 
 
 #: Up to this many parameters a mode search may take its derivatives from finite
-#: differences of log densities alone (2 d^2 + 1 of them per point).
-STENCIL_MAX_DIM = 7
+#: differences of log densities alone (2 d^2 + 1 of them per point). The binary-star
+#: seed's 16: 11 stencils of 513 densities (0.09 s) against a gradient program's
+#: compilation and 384 gradient calls (preparation 0.92 -> 0.40 s in a fresh process).
+STENCIL_MAX_DIM = 16
 
 
 def stencil_derivatives(
@@ -313,6 +328,20 @@ def stencil_derivatives(
         if state.get("key") == key:
             return state["result"]  # type: ignore[return-value]
         h = steps_at(point)
+        result = stencil(point, h)
+        for _ in range(2):
+            # steps of over 1 % of a curvature sd (the first point's, relative to the
+            # values: 20 sds for a log period known to 1e-5) measure the curvature
+            # elsewhere: again with steps fitted to the new estimate
+            scales = state.get("scales")
+            if scales is None or not np.any(h > 1e-2 * np.asarray(scales)):
+                break
+            h = steps_at(point)
+            result = stencil(point, h)
+        state["key"], state["result"] = key, result
+        return result
+
+    def stencil(point: np.ndarray, h: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         eye = np.diag(h)
         points = [point[None, :], point + eye, point - eye]
         for i, j in pairs:
@@ -330,9 +359,7 @@ def stencil_derivatives(
         diagonal = np.diag(negative)
         if np.all(np.isfinite(diagonal)) and np.all(diagonal > 0):
             state["scales"] = 1.0 / np.sqrt(diagonal)
-        result = (value, gradient, negative)
-        state["key"], state["result"] = key, result
-        return result
+        return value, gradient, negative
 
     def value_and_grad(x: jax.Array) -> tuple[jax.Array, jax.Array]:
         value, gradient, _ = evaluate(x)

@@ -78,6 +78,27 @@ def test_stencil_derivatives_find_the_mode_of_a_badly_scaled_gaussian() -> None:
     assert set(calls) == {2 * 5**2 + 1}  # one batch per point
 
 
+def test_stencil_derivatives_refit_steps_too_wide_for_a_narrow_periodic_peak() -> None:
+    """A binary star's log period: a peak of sd 1e-5 among many, at a value of 2. The
+    first point's steps (1e-4 of the value: 20 sds) straddle other peaks; the curvature
+    is measured again with steps fitted to the first estimate."""
+    sd = 1e-5
+
+    def log_density(x: jax.Array) -> jax.Array:
+        return jnp.cos((x[0] - 2.0) / sd) - 0.5 * x[1] ** 2
+
+    batch = jax.jit(jax.vmap(log_density))
+    value_and_grad, hessian = stencil_derivatives(lambda p: np.asarray(batch(jnp.asarray(p))), 2)
+    x = jnp.array([2.0 + 0.1 * sd, 0.3])
+    curvature = np.asarray(hessian(x))
+    exact = -np.asarray(jax.hessian(log_density)(x))
+    np.testing.assert_allclose(curvature[0, 0], exact[0, 0], rtol=1e-5)
+    np.testing.assert_allclose(curvature[1, 1], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(value_and_grad(x)[1]), np.asarray(jax.grad(log_density)(x)), rtol=1e-5
+    )
+
+
 def test_stencil_derivatives_match_autodiff_on_a_skewed_density() -> None:
     def log_density(x: jax.Array) -> jax.Array:
         return -jnp.exp(x[0]) + 3.0 * x[0] - 0.5 * (x[1] - x[0] ** 2) ** 2 / 0.01
