@@ -225,16 +225,14 @@ def conditional_quantiles(
     fraction = (target - cell(upper) + cell_mass) / jnp.where(cell_mass > 0, cell_mass, 1.0)
     fraction = jnp.clip(fraction, 0.0, 1.0)
     # where in the cell (0 to 1) the exponential density's distribution function reaches
-    # the fraction, written so that neither a steep rise nor a steep fall overflows; for
-    # small slopes its series f + a f (1 - f) / 2 + a^2 f (1 - f) (1 - 2 f) / 6
+    # the fraction: log1p(f expm1(a)) / a, which cannot overflow (|a| <= 80 after the
+    # clipping above, expm1(80) < 1e35); for small slopes its series
+    # f + a f (1 - f) / 2 + a^2 f (1 - f) (1 - 2 f) / 6
     a = jnp.where(jnp.abs(cell_slope) < SERIES_BELOW, 1.0, cell_slope)
-    rising = 1.0 + jnp.log(fraction + (1.0 - fraction) * jnp.exp(-a)) / a
-    falling = jnp.log1p(fraction * jnp.expm1(a)) / a
+    exact = jnp.log1p(fraction * jnp.expm1(a)) / a
     spread = fraction * (1.0 - fraction)
     series = fraction + cell_slope * spread * (0.5 + cell_slope * (1.0 - 2.0 * fraction) / 6.0)
-    position = jnp.where(
-        jnp.abs(cell_slope) < SERIES_BELOW, series, jnp.where(cell_slope > 0, rising, falling)
-    )
+    position = jnp.where(jnp.abs(cell_slope) < SERIES_BELOW, series, exact)
     position = jnp.clip(position, 0.0, 1.0) * cell(width)
     return cell(grid[:-1]) + scale * position.astype(grid.dtype)
 
