@@ -356,6 +356,26 @@ def affine_degree(node: ast.AST, marginal: frozenset[str] | set[str]) -> int:
     return NONLINEAR
 
 
+def _sum(left: ast.expr | None, op: ast.operator, right: ast.expr | None) -> ast.expr | None:
+    """``left op right`` for ``op`` in (+, -), with None standing for zero."""
+    if right is None:
+        return left
+    if left is None:
+        return right if isinstance(op, ast.Add) else ast.UnaryOp(ast.USub(), right)
+    return ast.BinOp(left, op, right)
+
+
+def _where(node: ast.Call, branches: list[ast.expr | None]) -> ast.expr | None:
+    """``where(condition, x, y)`` with new branches (None: zero; both None: None)."""
+    if all(b is None for b in branches):
+        return None
+    return ast.Call(
+        node.func,
+        [node.args[0], *(ast.Constant(0.0) if b is None else b for b in branches)],
+        [],
+    )
+
+
 def slope_tree(node: ast.expr, name: str, marginal: frozenset[str] | set[str]) -> ast.expr | None:
     """The derivative of an affine expression tree with respect to ``name``, as a tree.
 
@@ -375,11 +395,7 @@ def slope_tree(node: ast.expr, name: str, marginal: frozenset[str] | set[str]) -
     if isinstance(node, ast.BinOp):
         if isinstance(node.op, ast.Add | ast.Sub):
             left, right = (slope_tree(n, name, marginal) for n in (node.left, node.right))
-            if right is None:
-                return left
-            if left is None:
-                return right if isinstance(node.op, ast.Add) else ast.UnaryOp(ast.USub(), right)
-            return ast.BinOp(left, node.op, right)
+            return _sum(left, node.op, right)
         if isinstance(node.op, ast.Mult):
             if affine_degree(node.left, marginal) == CONSTANT:
                 right = slope_tree(node.right, name, marginal)
@@ -394,14 +410,7 @@ def slope_tree(node: ast.expr, name: str, marginal: frozenset[str] | set[str]) -
         return None
     if isinstance(node, ast.Call) and affine_degree(node, marginal) != CONSTANT:
         # where(condition, x, y) with a condition free of the marginalized parameters
-        branches = [slope_tree(n, name, marginal) for n in node.args[1:]]
-        if all(b is None for b in branches):
-            return None
-        return ast.Call(
-            node.func,
-            [node.args[0], *(ast.Constant(0.0) if b is None else b for b in branches)],
-            [],
-        )
+        return _where(node, [slope_tree(n, name, marginal) for n in node.args[1:]])
     return None
 
 
@@ -423,11 +432,7 @@ def free_tree(node: ast.expr, marginal: frozenset[str] | set[str]) -> ast.expr |
     if isinstance(node, ast.BinOp):
         if isinstance(node.op, ast.Add | ast.Sub):
             left, right = (free_tree(n, marginal) for n in (node.left, node.right))
-            if right is None:
-                return left
-            if left is None:
-                return right if isinstance(node.op, ast.Add) else ast.UnaryOp(ast.USub(), right)
-            return ast.BinOp(left, node.op, right)
+            return _sum(left, node.op, right)
         if isinstance(node.op, ast.Mult):
             left, right = (free_tree(n, marginal) for n in (node.left, node.right))
             return None if left is None or right is None else ast.BinOp(left, node.op, right)
@@ -438,14 +443,7 @@ def free_tree(node: ast.expr, marginal: frozenset[str] | set[str]) -> ast.expr |
             return free_tree(node.left, marginal)  # p ** 1
     if isinstance(node, ast.Call):
         # where(condition, x, y) with a condition free of the marginalized parameters
-        branches = [free_tree(n, marginal) for n in node.args[1:]]
-        if all(b is None for b in branches):
-            return None
-        return ast.Call(
-            node.func,
-            [node.args[0], *(ast.Constant(0.0) if b is None else b for b in branches)],
-            [],
-        )
+        return _where(node, [free_tree(n, marginal) for n in node.args[1:]])
     return node  # pragma: no cover (affine_degree admits nothing else)
 
 
