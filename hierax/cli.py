@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from . import interrupt
 from ._files import atomic_write
 from .calibration.cli import add_calibration_commands
 from .errors import ConvergenceWarning, HieraxError, ModelError, close_matches
@@ -204,9 +205,10 @@ def _fit_command(args: argparse.Namespace) -> int:
     stage = "sampling"
     started = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), interrupt.stop_on_interrupt():
             warnings.simplefilter("ignore", ConvergenceWarning)  # the diagnosis says it all
             result = fit_spec(spec, model=model, progress=args.progress)
+            interrupt.check()  # a Ctrl-C that Python swallowed during the fit
         elapsed = time.perf_counter() - started
         stage = "writing fit.nc"
         written.append(result.save(out / "fit.nc"))

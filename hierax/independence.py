@@ -34,6 +34,7 @@ import numpy as np
 import numpyro
 from jax.flatten_util import ravel_pytree
 
+from . import interrupt
 from .chain_stats import ess_bulk
 from .init import per_chain_inits
 from .model_info import ModelInfo
@@ -344,6 +345,7 @@ def _independence_chains(
     chains, steps = log_ratio.shape
     held = np.zeros((chains, steps), dtype=np.int64)
     for chain in range(chains):
+        interrupt.check()
         ratios, draws = log_ratio[chain].tolist(), uniforms[chain].tolist()
         states = [0] * steps
         current, current_ratio = 0, ratios[0]
@@ -380,7 +382,10 @@ def _batch_evaluator(
     compile_seconds = time.perf_counter() - started
 
     def evaluate(u: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        pieces = [batch(piece) for piece in _batches(u)]
+        pieces = []
+        for piece in _batches(u):
+            interrupt.check()
+            pieces.append(batch(piece))
         log_p = np.concatenate([np.asarray(p[0]) for p in pieces])[: len(u)]
         constrained = {
             name: np.concatenate([np.asarray(p[1][name]) for p in pieces])[: len(u)]

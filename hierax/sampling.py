@@ -24,6 +24,7 @@ from numpyro.infer import MCMC, NUTS
 from numpyro.infer.initialization import init_to_median, init_to_uniform, init_to_value
 from numpyro.infer.util import initialize_model
 
+from . import interrupt
 from .data import validate_model_data
 from .errors import InitializationError, SamplingError
 from .init import InitValues, check_finite_log_density, per_chain_inits
@@ -358,6 +359,7 @@ def run_nuts(
         mcmc.run(sample_key, init_params=init_params, extra_fields=_EXTRA_FIELDS)
         jax.block_until_ready(mcmc.last_state)  # chains run asynchronously: time them whole
     sampling_seconds = time.perf_counter() - started
+    interrupt.check()
 
     z = np.asarray(mcmc.get_samples(group_by_chain=True))  # (chain, draw, d)
     if not np.all(np.isfinite(z)):

@@ -286,6 +286,31 @@ def test_console_error_without_and_with_traceback(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- Ctrl-C
+def test_a_swallowed_ctrl_c_is_raised_again_by_check() -> None:
+    """Python drops a KeyboardInterrupt raised in a garbage-collection callback (JAX
+    registers one); under stop_on_interrupt the samplers' checks raise it again."""
+    from hierax import interrupt
+
+    class Dropper:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the handler raises here, and Python drops it
+
+    reported: list[object] = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = reported.append
+    try:
+        with interrupt.stop_on_interrupt():
+            Dropper()  # collected at once: its __del__ runs
+            with pytest.raises(KeyboardInterrupt):
+                interrupt.check()
+        interrupt.check()  # nothing pending once the block is left
+    finally:
+        sys.unraisablehook = hook
+    assert reported == []  # not reported as "Exception ignored"
+    assert signal.getsignal(signal.SIGINT) is not interrupt._request
+
+
 def test_ctrl_c_during_sampling_stops_cleanly(tmp_path: Path) -> None:
     out = tmp_path / "out"
     process = run_hierax(

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+from .. import interrupt
+
 if TYPE_CHECKING:
     from ..fit import Fit
 
@@ -127,6 +129,7 @@ def fit_collapsed(
         draw_method=draw_method,
         **sampler,
     )
+    interrupt.check()  # before the draws: one compiled call that cannot stop midway
     started = time.perf_counter()
     # the collapsed model's own sites, including what it records for the draws
     own_sites = set(collapsed_info.names("latent")) | set(collapsed_info.names("deterministic"))
