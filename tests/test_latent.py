@@ -6,12 +6,18 @@ import warnings
 
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 import pytest
 import scipy.stats as st
 
 import hierax as hx
 from hierax.examples import parallax_nl
-from hierax.marginal.latent import LatentPlan, integrated_log_likelihood, plan_latent_integration
+from hierax.marginal.latent import (
+    LatentPlan,
+    _up_to_row_constants,
+    integrated_log_likelihood,
+    plan_latent_integration,
+)
 
 
 def _small_cluster(n: int = 30, seed: int = 0):  # type: ignore[no-untyped-def]
@@ -35,6 +41,33 @@ def test_plan_names_the_latent_and_says_why_not():
         priors={"mu_r": "TruncatedNormal(1, 2, low=0)"},
     )
     assert "2 latent parameters" in plan_latent_integration(two)
+
+
+@pytest.mark.parametrize(
+    "population",
+    [
+        dist.TruncatedNormal(jnp.array([0.5, 1.0, 3.0]), 0.7, low=0.0),
+        dist.TruncatedNormal(1.0, jnp.array([0.2, 1.0, 5.0]), low=0.0).expand((3,)),
+        dist.TruncatedNormal(jnp.array([0.5, 1.0, 3.0]), 2.0, low=0.2, high=4.0),
+        dist.TruncatedNormal(jnp.array([0.5, 1.0, 3.0]), 1.0, high=2.5),
+        dist.TruncatedCauchy(jnp.array([0.5, 1.0, 3.0]), 1.0, low=0.0),
+    ],
+)
+def test_draws_density_differs_from_the_populations_by_a_constant_per_row(population):
+    """The conditional draws' population density: normalizer dropped, shape kept."""
+    cheaper = _up_to_row_constants(population)
+    assert cheaper is not population
+    values = jnp.array([[0.25, 0.5, 0.75], [1.0, 1.5, 2.0], [2.2, 0.3, 1.1]])
+    difference = np.asarray(population.log_prob(values) - cheaper.log_prob(values))
+    assert difference.shape == (3, 3)
+    np.testing.assert_allclose(difference, difference[:1].repeat(3, axis=0), rtol=0, atol=1e-12)
+    assert np.any(np.abs(difference[0]) > 1e-2)  # the normalizer did change
+
+
+def test_untruncated_population_is_kept():
+    population = dist.Normal(jnp.zeros(3), 1.0)
+    assert _up_to_row_constants(population) is population
+    assert _up_to_row_constants(population.expand((2, 3))) is not None
 
 
 @pytest.mark.parametrize("mu_r, ln_std_r", [(0.5, -4.8), (0.45, -2.0), (0.6, -7.5)])

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
+import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 
@@ -43,8 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = ["LatentPlan", "collapsed_model", "fit_integrated", "plan_latent_integration"]
 
-#: Posterior draws whose latent values are drawn together (each holds a grid per row).
-_DRAW_BATCH = 32
+#: Posterior draws whose latent values are drawn together (each holds a grid per row;
+#: star-cluster seed, 4000 draws of 256 rows: 50 at once 0.13 s, 32 at once 0.16 s).
+_DRAW_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -96,18 +98,47 @@ def _sample_hyperparameters(
     return env, own
 
 
+#: Truncated distributions: their log density is the untruncated one's less a constant.
+_TRUNCATED = (
+    dist.LeftTruncatedDistribution,
+    dist.RightTruncatedDistribution,
+    dist.TwoSidedTruncatedDistribution,
+)
+
+
+def _up_to_row_constants(population: dist.Distribution) -> dist.Distribution:
+    """A distribution whose log density differs from ``population``'s by a constant per row.
+
+    A truncated population without its normalizer (the mass inside the
+    bounds): for draws from the conditional densities, which need them only up
+    to such constants, this saves a Gaussian tail probability per row and
+    evaluation (erf code that also doubles the compile time where the density
+    is evaluated twice). Values are always inside the bounds: they come from
+    the bijection onto the truncated support.
+    """
+    if isinstance(population, dist.ExpandedDistribution):
+        inner = _up_to_row_constants(population.base_dist)
+        return population if inner is population.base_dist else inner.expand(population.batch_shape)
+    if isinstance(population, _TRUNCATED):
+        return population.base_dist
+    return population
+
+
 def _row_problem(
     plan: LatentPlan,
     model: NonlinearModel,
     env: Mapping[str, Any],
     own: Mapping[str, Any],
     data: Mapping[str, Any],
+    normalized: bool = True,
 ) -> tuple[Callable[[jax.Array], jax.Array], jax.Array, Any]:
     """Each row's log integrand in the unconstrained latent value ``u``, given θ.
 
     Also returns where each row's mode search starts (the population
     distribution's mean, or its median for distributions without one) and the
-    bijection from ``u`` to the latent value. A pure function of arrays.
+    bijection from ``u`` to the latent value. A pure function of arrays. With
+    ``normalized=False`` the log integrand may be off by a constant per row
+    (see :func:`_up_to_row_constants`): enough for the conditional draws.
     """
     from ..families import LINKS
 
@@ -118,6 +149,7 @@ def _row_problem(
     if population.event_shape != ():
         raise ModelError(f"latent {plan.name!r} must be a scalar per row.")
     transform = biject_to(population.support)
+    density = population if normalized else _up_to_row_constants(population)
     identity = LINKS["identity"]
 
     def likelihood(mean: jax.Array) -> Any:
@@ -131,7 +163,7 @@ def _row_problem(
         value = transform(u)
         mean = model.expression({**env, plan.name: value})
         return (
-            population.log_prob(value)
+            density.log_prob(value)
             + transform.log_abs_det_jacobian(u, value)
             + likelihood(mean).log_prob(y)
         )
@@ -205,7 +237,9 @@ def draw_latent(
         values, draw_key = args
         with handlers.seed(rng_seed=0), handlers.substitute(data=dict(values)):
             env, own = _sample_hyperparameters(model, data)
-        log_integrand, start, transform = _row_problem(plan, model, env, own, data)
+        log_integrand, start, transform = _row_problem(
+            plan, model, env, own, data, normalized=False
+        )
         placement = (
             (values[plan.mode_site], values[plan.scale_site])
             if plan.mode_site in values and plan.scale_site in values

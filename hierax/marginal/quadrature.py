@@ -16,7 +16,9 @@ that mode with the curvature's scale (adaptive Gauss-Hermite, as in
 Liu & Pierce 1994 and lme4's ``nAGQ``): exact for a Gaussian ``g``, and
 converging fast for the smooth, unimodal integrands of measurement models.
 Afterwards each latent value is drawn from its conditional density for every
-posterior draw by inverting its cumulative distribution on a fine grid.
+posterior draw: from a piecewise-exponential approximation on a grid around
+the mode (by inverting its distribution function), corrected by one
+Metropolis-Hastings step against the exact density.
 
 Everything here is a pure array function; ``log_integrand`` maps an array of
 unconstrained values of shape ``(..., n)`` to the per-row log integrand of the
@@ -26,6 +28,7 @@ same shape.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -49,18 +52,23 @@ __all__ = [
 #: of 1e-7 per row, smooth in the parameters, is far below any Monte Carlo error,
 #: and 32 nodes evaluate 1.5 times faster than 64.
 NODES = 32
-#: Grid points per row for the conditional draws, spread over the mode +- GRID_HALF_WIDTH
-#: sds with a sinh spacing (0.13 sd apart at the mode, 0.86 sd at the ends, where a
-#: Gaussian's density is 1e-14 of its peak). Between grid points the log density is taken
-#: as linear. On skewed measurement conditionals (40-80 % parallax error) the
-#: distribution function of the draws is then within 6.5e-4 of the exact one, about
-#: a tenth of the Monte Carlo error of 4000 draws' quantiles; 128 equally spaced
-#: points with a linear density did as well (5.9e-4) at 2.7 times the cost.
-GRID_POINTS = 48
+#: Grid points per row for the conditional draws' proposal, spread over the mode +-
+#: GRID_HALF_WIDTH sds with a sinh spacing (0.33 sd apart at the mode, 2 sd at the ends,
+#: where a Gaussian's density is 1e-14 of its peak). Between grid points the log density
+#: is taken as linear; one Metropolis-Hastings step against the exact density then
+#: corrects the draws (see conditional_draws). On skewed measurement conditionals
+#: (parallax errors of 5-80 %) the distribution function of the 20-point grid is within
+#: 2.4e-3 to 7.9e-3 of the exact one, that of the corrected draws within 0.9e-4 to
+#: 1.2e-3: better than 48 points without the step (4.1e-4 to 1.3e-3), at 0.6 times
+#: the cost (16 points err by up to 2.7e-3 after the step, 24 by 5.8e-4).
+GRID_POINTS = 20
 GRID_HALF_WIDTH = 8.0
+#: Metropolis-Hastings steps after the grid draw: each shrinks the error by about the
+#: proposal's own (a second step costs as much as 8 more grid points).
+CORRECTION_STEPS = 1
 #: How strongly the grid concentrates at the mode (``sinh(GRID_BEND * t)``, t in [-1, 1]).
 GRID_BEND = 2.65
-#: Precision of the draws' arithmetic after the log density (see conditional_quantiles).
+#: Precision of the draws' arithmetic after the log density (see _grid_density).
 WORKING_DTYPE = jnp.float32
 #: Below this change of the log density across a cell, its mass and inverse use series.
 SERIES_BELOW = 1e-2
@@ -174,31 +182,40 @@ def grid_offsets(
     return half_width * np.sinh(bend * t) / np.sinh(bend)
 
 
-def conditional_quantiles(
-    log_integrand: LogIntegrand,
-    start: jax.Array,
-    uniforms: jax.Array,
-    points: int = GRID_POINTS,
-    half_width: float = GRID_HALF_WIDTH,
-    placement: tuple[jax.Array, jax.Array] | None = None,
-) -> jax.Array:
-    """Each row's quantile at ``uniforms`` (shape ``(n,)``) of the density ``∝ exp(g_i(u))``.
+@dataclass(frozen=True)
+class _GridDensity:
+    """Each row's proposal density: its log density linear between grid points.
 
-    The log density is evaluated on :func:`grid_offsets` around the mode (in
-    curvature sds) and taken as linear between grid points: each cell holds
-    an exponential density, whose mass and inverse distribution function are
-    closed-form. The cell holding the target mass is found by counting the
-    cells below it (no sort, no search). ``placement`` (each row's mode and
-    curvature sd, from :func:`log_marginal_and_placement`) saves the mode search.
+    Arrays of shape ``(points, n)`` (``grid``, ``log_density``) or
+    ``(points - 1, n)`` (per cell: ``slope``, ``mass``, ``upper``, ``width`` in
+    sds); ``scale`` is each row's curvature sd. The log density is relative to
+    the row's largest grid value and, like the cells, in :data:`WORKING_DTYPE`.
     """
-    mode, scale = row_modes(log_integrand, start) if placement is None else placement
+
+    grid: jax.Array
+    scale: jax.Array
+    log_density: jax.Array
+    slope: jax.Array
+    mass: jax.Array
+    upper: jax.Array
+    width: jax.Array
+
+
+def _grid_density(
+    log_integrand: LogIntegrand,
+    mode: jax.Array,
+    scale: jax.Array,
+    points: int,
+    half_width: float,
+) -> _GridDensity:
+    """The piecewise-exponential density through ``exp(g_i)`` at :func:`grid_offsets`."""
     offsets = grid_offsets(points, half_width)
     grid = mode + scale * jnp.asarray(offsets)[:, None]  # (points, n)
     log_density = log_integrand(grid)
     log_density = jnp.where(jnp.isnan(log_density), -jnp.inf, log_density)
     # below exp(-80) of the peak a point holds no mass; clipping keeps every slope finite.
     # From here on single precision is enough: masses and positions within a cell to
-    # about 1e-6, against the interpolation's 6e-4 (and it runs 1.6 times faster)
+    # about 1e-6, far below what the correction step leaves (and it runs 1.6 times faster)
     log_density = jnp.maximum(log_density - jnp.max(log_density, axis=0), -80.0)
     log_density = log_density.astype(WORKING_DTYPE)
     density = jnp.exp(log_density)
@@ -214,27 +231,81 @@ def conditional_quantiles(
     )
     # mass up to each cell's end: a product with a triangular matrix (a scan compiles
     # slowly and a cumulative sum runs slowly on CPU)
-    upper = jnp.asarray(np.tril(np.ones((points - 1, points - 1))), dtype=WORKING_DTYPE) @ mass
+    cells = points - 1
+    upper = jnp.asarray(np.tril(np.ones((cells, cells))), dtype=WORKING_DTYPE) @ mass
+    return _GridDensity(grid, scale, log_density, slope, mass, upper, width)
+
+
+def _invert(density: _GridDensity, uniforms: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Quantiles of the grid density at ``uniforms`` (``(..., n)``) and its log density there.
+
+    The cell holding the target mass is found by counting the cells below it
+    (no sort, no search); within it, the exponential density's distribution
+    function is inverted in closed form. The log density is relative to the
+    row's largest grid value, unnormalized.
+    """
+    upper = density.upper
     target = uniforms.astype(WORKING_DTYPE) * upper[-1]
-    index = jnp.sum(upper[:-1] < target, axis=0)[None, :]  # the cell holding the target
+    cells = upper.shape[0]
+    below = upper[:-1].reshape((cells - 1,) + (1,) * (target.ndim - 1) + upper.shape[1:])
+    index = jnp.sum(below < target, axis=0)  # the cell holding the target, (..., n)
+
+    # each row's values in its cell, picked by a mask: a gather along the cells runs
+    # element by element on CPU, three times slower at this size
+    mask = index[None] == jnp.arange(cells).reshape((cells,) + (1,) * index.ndim)
 
     def cell(values: jax.Array) -> jax.Array:
-        return jnp.take_along_axis(values, index, axis=0)[0]
+        values = values[:cells].reshape((cells,) + (1,) * (index.ndim - 1) + values.shape[1:])
+        return jnp.sum(jnp.where(mask, values, 0), axis=0)
 
-    cell_mass, cell_slope = cell(mass), cell(slope)
+    cell_mass, cell_slope = cell(density.mass), cell(density.slope)
     fraction = (target - cell(upper) + cell_mass) / jnp.where(cell_mass > 0, cell_mass, 1.0)
     fraction = jnp.clip(fraction, 0.0, 1.0)
     # where in the cell (0 to 1) the exponential density's distribution function reaches
     # the fraction: log1p(f expm1(a)) / a, which cannot overflow (|a| <= 80 after the
-    # clipping above, expm1(80) < 1e35); for small slopes its series
+    # clipping, expm1(80) < 1e35); for small slopes its series
     # f + a f (1 - f) / 2 + a^2 f (1 - f) (1 - 2 f) / 6
-    a = jnp.where(jnp.abs(cell_slope) < SERIES_BELOW, 1.0, cell_slope)
+    flat = jnp.abs(cell_slope) < SERIES_BELOW
+    a = jnp.where(flat, 1.0, cell_slope)
     exact = jnp.log1p(fraction * jnp.expm1(a)) / a
     spread = fraction * (1.0 - fraction)
     series = fraction + cell_slope * spread * (0.5 + cell_slope * (1.0 - 2.0 * fraction) / 6.0)
-    position = jnp.where(jnp.abs(cell_slope) < SERIES_BELOW, series, exact)
-    position = jnp.clip(position, 0.0, 1.0) * cell(width)
-    return cell(grid[:-1]) + scale * position.astype(grid.dtype)
+    position = jnp.clip(jnp.where(flat, series, exact), 0.0, 1.0)
+    log_density = cell(density.log_density) + cell_slope * position
+    offset = (position * cell(density.width)).astype(density.grid.dtype)
+    return cell(density.grid) + density.scale * offset, log_density
+
+
+def _placement(
+    log_integrand: LogIntegrand,
+    start: jax.Array,
+    placement: tuple[jax.Array, jax.Array] | None,
+) -> tuple[jax.Array, jax.Array]:
+    """Each row's mode and curvature sd: given, or searched from ``start``."""
+    return row_modes(log_integrand, start) if placement is None else placement
+
+
+def conditional_quantiles(
+    log_integrand: LogIntegrand,
+    start: jax.Array,
+    uniforms: jax.Array,
+    points: int = GRID_POINTS,
+    half_width: float = GRID_HALF_WIDTH,
+    placement: tuple[jax.Array, jax.Array] | None = None,
+) -> jax.Array:
+    """Each row's quantile at ``uniforms`` (shape ``(n,)``) of the grid approximation.
+
+    The approximation of the density ``∝ exp(g_i(u))`` that
+    :func:`conditional_draws` proposes from: ``g_i`` is evaluated on
+    :func:`grid_offsets` around the mode (in curvature sds) and taken as linear
+    between grid points, so that each cell holds an exponential density whose
+    mass and inverse distribution function are closed-form. ``placement`` (each
+    row's mode and curvature sd, from :func:`log_marginal_and_placement`) saves
+    the mode search.
+    """
+    mode, scale = _placement(log_integrand, start, placement)
+    density = _grid_density(log_integrand, mode, scale, points, half_width)
+    return _invert(density, uniforms)[0]
 
 
 def conditional_draws(
@@ -244,10 +315,32 @@ def conditional_draws(
     points: int = GRID_POINTS,
     half_width: float = GRID_HALF_WIDTH,
     placement: tuple[jax.Array, jax.Array] | None = None,
+    steps: int = CORRECTION_STEPS,
 ) -> jax.Array:
     """One draw per row from the density proportional to ``exp(g_i(u))``, unconstrained.
 
-    Inverse-CDF sampling with :func:`conditional_quantiles` at uniform draws.
+    A draw from the grid approximation ``q_i`` (:func:`conditional_quantiles`),
+    then independence Metropolis-Hastings steps: a fresh draw of ``q_i`` is
+    accepted with probability ``min(1, w(new) / w(current))``, ``w = exp(g_i) / q_i``
+    (``steps`` steps). A step leaves the exact conditional invariant and shrinks
+    the approximation's error to about its square: on skewed rows (parallax
+    errors of 5-80 %) the distribution function of the 20-point grid's draws is
+    within 8e-3 of the exact one, after the step within 1.2e-3 (mostly within
+    3e-4; the step is accepted 98-99.5 % of the
+    time). Every draw costs the same: no draw is rejected outright.
     """
-    uniforms = jax.random.uniform(key, jnp.shape(start), dtype=jnp.result_type(float))
-    return conditional_quantiles(log_integrand, start, uniforms, points, half_width, placement)
+    mode, scale = _placement(log_integrand, start, placement)
+    density = _grid_density(log_integrand, mode, scale, points, half_width)
+    uniforms = jax.random.uniform(key, (2 * steps + 1,) + jnp.shape(start), dtype=WORKING_DTYPE)
+    proposals, log_proposal = _invert(density, uniforms[: steps + 1])
+    log_weight = log_integrand(proposals) - log_proposal.astype(proposals.dtype)
+    log_weight = jnp.where(jnp.isnan(log_weight), -jnp.inf, log_weight)
+    log_uniform = jnp.log(uniforms[steps + 1 :]).astype(proposals.dtype)
+    state, state_weight = proposals[0], log_weight[0]
+    for step in range(steps):
+        # accept where log U < log w(candidate) - log w(state); a state of no density
+        # (log w = -inf) is always left, a candidate of none never taken
+        accept = log_uniform[step] + state_weight < log_weight[step + 1]
+        state = jnp.where(accept, proposals[step + 1], state)
+        state_weight = jnp.where(accept, log_weight[step + 1], state_weight)
+    return state
