@@ -34,7 +34,7 @@ import numpy as np
 import numpyro
 from jax.flatten_util import ravel_pytree
 
-from . import interrupt, threads
+from . import interrupt
 from .chain_stats import ess_bulk
 from .init import per_chain_inits
 from .model_info import ModelInfo
@@ -373,8 +373,6 @@ def _batch_evaluator(
     One program, compiled ahead of time for a batch of ``_EVALUATION_BATCH``
     points, serves the mode search (finite differences, see
     :func:`hierax.precondition.stencil_derivatives`) and the proposals alike.
-    Batches run side by side on the CPU's cores (:mod:`hierax.threads`: 32 to
-    27 us per proposal on the star-cluster seed, 2 cores).
     """
     started = time.perf_counter()
     batch = (
@@ -385,7 +383,10 @@ def _batch_evaluator(
     compile_seconds = time.perf_counter() - started
 
     def evaluate(u: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        pieces = threads.map_ordered(batch, _batches(u))
+        pieces = []
+        for piece in _batches(u):
+            interrupt.check()
+            pieces.append(batch(piece))
         log_p = np.concatenate([np.asarray(p[0]) for p in pieces])[: len(u)]
         constrained = {
             name: np.concatenate([np.asarray(p[1][name]) for p in pieces])[: len(u)]
