@@ -326,8 +326,8 @@ def conditional_draws(
     the approximation's error to about its square: on skewed rows (parallax
     errors of 5-80 %) the distribution function of the 20-point grid's draws is
     within 8e-3 of the exact one, after the step within 1.2e-3 (mostly within
-    3e-4; the step is accepted 98-99.5 % of the
-    time). Every draw costs the same: no draw is rejected outright.
+    3e-4; the step is accepted 98-99.5 % of the time). Every draw costs the
+    same: no draw is rejected outright.
     """
     mode, scale = _placement(log_integrand, start, placement)
     density = _grid_density(log_integrand, mode, scale, points, half_width)
