@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import __version__
 from ._files import atomic_write
+from ._heap import frozen_heap
 from .convergence import Finding, format_findings
 from .diagnose import model_dependencies
 from .errors import ConvergenceWarning, FileFormatError, HieraxError
@@ -303,6 +304,7 @@ def load(path: str | os.PathLike[str]) -> Fit:
     return Fit(idata, info=info)
 
 
+@frozen_heap()
 def fit(
     model_fn: Callable[..., Any],
     data: Mapping[str, Any] | None = None,

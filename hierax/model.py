@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ._heap import frozen_heap
 from .data import read_table
 from .errors import HieraxError, ModelError, close_matches
 from .families import get_family
@@ -323,6 +324,7 @@ class Model:
         return coords, dims
 
     # ------------------------------------------------------------------- fit
+    @frozen_heap()
     def fit(self, **kwargs: Any) -> Fit:
         """Sample the posterior with :func:`hierax.fit` (same options).
 

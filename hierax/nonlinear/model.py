@@ -33,6 +33,7 @@ import numpy as np
 import numpyro
 import pandas as pd
 
+from .._heap import frozen_heap
 from ..data import read_table
 from ..errors import HieraxError, ModelError, close_matches
 from ..families import FAMILIES, LINKS, get_family
@@ -490,6 +491,7 @@ class NonlinearModel:
                     coords[f"{group.name}_coef"] = list(group.coef_names)
         return coords, dims
 
+    @frozen_heap()
     def fit(
         self,
         init: Mapping[str, Any] | Callable[[pd.DataFrame], Mapping[str, Any]] | None = None,
