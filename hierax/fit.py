@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from ._device import prng_key
 from ._files import atomic_write
 from ._heap import frozen_heap
 from .convergence import Finding, format_findings
@@ -198,7 +199,7 @@ class Fit:
             name: np.asarray(self.posterior[name]) for name in self.model_info.names("latent")
         }
         draws = _posterior_predictive(
-            self.model_fn, self.data, latent, self.model_info, jax.random.PRNGKey(seed)
+            self.model_fn, self.data, latent, self.model_info, prng_key(seed)
         )
         idata = self.idata.copy()
         extra = az.from_dict(
@@ -451,7 +452,7 @@ def assemble_fit(
     ``posterior`` holds every latent and deterministic site, ``(chain, draw, ...)``;
     ``run_info`` the sampler's settings and timings.
     """
-    key = jax.random.PRNGKey(seed + 1)
+    key = prng_key(seed + 1)
     # split only where needed: splitting compiles a (small) program
     predictive_key, prior_key = (
         jax.random.split(key) if prior or posterior_predictive else (key, key)

@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-from jax.flatten_util import ravel_pytree
 
 from . import interrupt
+from ._device import prng_key
 from .chain_stats import ess_bulk
 from .init import per_chain_inits
 from .model_info import ModelInfo
@@ -279,6 +279,37 @@ def _density_and_sites(
     return evaluate
 
 
+def _flat_layout(
+    shapes: Mapping[str, tuple[int, ...]],
+) -> tuple[Callable[[Mapping[str, Any]], np.ndarray], Callable[[Any], dict[str, Any]]]:
+    """Ravel (on the host) and unravel (host or traced) sites of these shapes.
+
+    The layout of :func:`jax.flatten_util.ravel_pytree` (sites in sorted order,
+    each flattened row-major), without its ``jnp`` calls outside ``jit``, each
+    of which would compile a program of its own.
+    """
+    names = sorted(shapes)
+    sizes = [int(np.prod(shapes[name])) for name in names]
+    ends = [int(end) for end in np.cumsum(sizes)]
+    starts = [end - size for end, size in zip(ends, sizes, strict=True)]
+
+    def ravel(values: Mapping[str, Any]) -> np.ndarray:
+        return np.concatenate(
+            [
+                np.broadcast_to(np.asarray(values[name], dtype=np.float64), shapes[name]).ravel()
+                for name in names
+            ]
+        )
+
+    def unravel(flat: Any) -> dict[str, Any]:
+        return {
+            name: flat[a:b].reshape(shapes[name])
+            for name, a, b in zip(names, starts, ends, strict=True)
+        }
+
+    return ravel, unravel
+
+
 def _direct_setup(
     model_fn: Callable[..., Any], data: Mapping[str, Any], init: Mapping[str, Any] | None
 ) -> tuple[Callable[..., Any], PointEvaluation, np.ndarray, Callable[..., Any]] | None:
@@ -314,13 +345,12 @@ def _direct_setup(
         return None
     if not shapes:
         return None
-    template = {name: jnp.zeros(shape) for name, shape in shapes.items()}
-    flat, unravel = ravel_pytree(template)
-    start = np.zeros(flat.size)
+    ravel, unravel = _flat_layout(shapes)
+    start = np.zeros(sum(int(np.prod(shape)) for shape in shapes.values()))
     if init:
-        given = {k: jnp.asarray(v) for k, v in init.items() if k in shapes}
+        given = {k: np.asarray(v) for k, v in init.items() if k in shapes}
         unconstrained = jax.jit(lambda values: unconstrain_fn(model_fn, (), kwargs, values))(given)
-        start = np.asarray(ravel_pytree({**template, **unconstrained})[0], dtype=np.float64)
+        start = ravel({name: unconstrained.get(name, 0.0) for name in shapes})
 
     def potential(params: Any) -> jax.Array:
         return potential_energy(model_fn, (), kwargs, params)
@@ -447,7 +477,7 @@ def run_independence(
     SamplerOutput, or a string with the reason to fall back to NUTS.
     """
     inits = per_chain_inits(init, 1, model_info)
-    init_key = jax.random.PRNGKey(seed)
+    init_key = prng_key(seed)
     proposal_rng, accept_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)
     )

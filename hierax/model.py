@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ._device import prng_key
 from ._heap import frozen_heap
 from .data import read_table
 from .errors import HieraxError, ModelError, close_matches
@@ -380,7 +381,6 @@ class Model:
         xarray.DataArray
             dims ``(chain, draw, obs)``.
         """
-        import jax
         from numpyro.infer import Predictive
 
         if kind not in ("mean", "response"):
@@ -402,7 +402,7 @@ class Model:
         }
         site = "mu" if kind == "mean" else self.parsed.response
         predictive = Predictive(self.model_fn, posterior_samples=samples, return_sites=[site])
-        draws = np.asarray(predictive(jax.random.PRNGKey(seed), **arrays)[site])
+        draws = np.asarray(predictive(prng_key(seed), **arrays)[site])
         chains, n_draws = fit.posterior.sizes["chain"], fit.posterior.sizes["draw"]
         draws = draws.reshape(chains, n_draws, -1)
         return xr.DataArray(

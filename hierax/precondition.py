@@ -22,13 +22,21 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 import scipy.optimize
+
+from ._device import to_device
+
+#: A point's log density and its gradient; points are host arrays (NumPy), results
+#: array-like (JAX or NumPy): converting a host point with ``jnp.asarray`` would
+#: compile a program of its own, while a compiled function takes NumPy as is.
+ValueAndGrad = Callable[[np.ndarray], tuple[Any, Any]]
+#: ``-∇² log p`` at a point (host array in, array-like out).
+NegativeHessian = Callable[[np.ndarray], Any]
 
 PreconditionKind = Literal["dense", "diag", "identity"]
 
@@ -84,6 +92,14 @@ class Preconditioner:
             return (u - self.center) @ self.inverse_factor.T
         return (u - self.center) * self.inverse_factor
 
+    def from_unconstrained_numpy(self, u: np.ndarray) -> np.ndarray:
+        """:meth:`from_unconstrained` in NumPy."""
+        center, inverse = np.asarray(self.center), np.asarray(self.inverse_factor)
+        u = np.asarray(u, dtype=np.float64)
+        if self.kind == "dense":
+            return (u - center) @ inverse.T
+        return (u - center) * inverse
+
     def describe(self) -> dict[str, object]:
         """Summary for the fit's metadata."""
         scales = (
@@ -114,10 +130,10 @@ STATIONARY = 1e-4
 
 
 def find_mode(
-    value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
+    value_and_grad: ValueAndGrad,
     start: np.ndarray,
     *,
-    hessian: Callable[[jax.Array], jax.Array] | None = None,
+    hessian: NegativeHessian | None = None,
     max_iterations: int = 1000,
 ) -> ModeResult:
     """Maximise a log density from ``start``.
@@ -132,7 +148,7 @@ def find_mode(
     start = np.asarray(start, dtype=np.float64)
     hessian_at_start = None
     if hessian is not None:
-        hessian_at_start = np.asarray(hessian(jnp.asarray(start)), dtype=np.float64)
+        hessian_at_start = np.asarray(hessian(start), dtype=np.float64)
     # Jacobi scaling: optimise over y with x = start + scale * y, where scale comes
     # from the curvature at the start, so the problem the optimiser sees has unit
     # diagonal curvature even when the parameters' scales differ by 1e9.
@@ -146,7 +162,7 @@ def find_mode(
         return start + scale * y
 
     def negative(y: np.ndarray) -> tuple[float, np.ndarray]:
-        raw_value, grad = value_and_grad(jnp.asarray(to_x(y)))
+        raw_value, grad = value_and_grad(to_x(y))
         value = float(raw_value)
         if not np.isfinite(value):
             return np.inf, np.zeros_like(y)
@@ -160,7 +176,7 @@ def find_mode(
     if hessian is not None:
 
         def negative_hess(y: np.ndarray) -> np.ndarray:
-            matrix = np.asarray(hessian(jnp.asarray(to_x(y))), dtype=np.float64)
+            matrix = np.asarray(hessian(to_x(y)), dtype=np.float64)
             matrix = np.where(np.isfinite(matrix), matrix, 0.0)
             return matrix * np.outer(scale, scale)
 
@@ -214,9 +230,7 @@ def hessian_function(
 
 def derivative_functions(
     log_density: Callable[[jax.Array], jax.Array], dim: int
-) -> tuple[
-    Callable[[jax.Array], tuple[jax.Array, jax.Array]], Callable[[jax.Array], jax.Array] | None
-]:
+) -> tuple[ValueAndGrad, NegativeHessian | None]:
     """``(value_and_grad, negative_hessian)`` of ``log_density`` from one compiled function.
 
     A mode search needs all three at the same points; compiling them together
@@ -236,14 +250,14 @@ def derivative_functions(
     compiled = jax.jit(all_three)
     last: dict[str, object] = {}
 
-    def evaluate(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def evaluate(x: np.ndarray) -> tuple[jax.Array, jax.Array, jax.Array]:
         point = np.asarray(x, dtype=np.float64)
         key = point.tobytes()
         if last.get("key") != key:
-            last["key"], last["result"] = key, compiled(jnp.asarray(point))
+            last["key"], last["result"] = key, compiled(point)  # jit takes NumPy as is
         return last["result"]  # type: ignore[return-value]
 
-    def first_two(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def first_two(x: np.ndarray) -> tuple[jax.Array, jax.Array]:
         value, grad, _ = evaluate(x)
         return value, grad
 
@@ -252,7 +266,7 @@ def derivative_functions(
 
 def finite_difference_derivatives(
     log_density: Callable[[jax.Array], jax.Array],
-) -> tuple[Callable[[jax.Array], tuple[jax.Array, jax.Array]], Callable[[jax.Array], jax.Array]]:
+) -> tuple[ValueAndGrad, NegativeHessian]:
     """``(value_and_grad, negative_hessian)`` with the Hessian from differences of gradients.
 
     Only the gradient is compiled (a second-order program can take seconds to
@@ -263,10 +277,10 @@ def finite_difference_derivatives(
     period known to 1e-6) each get a step that fits them. Meant for the
     handful of parameters of a collapsed model: 4 d gradients per Hessian.
     """
-    value_and_grad = jax.jit(jax.value_and_grad(log_density))
+    value_and_grad: ValueAndGrad = jax.jit(jax.value_and_grad(log_density))
 
     def gradient(x: np.ndarray) -> np.ndarray:
-        return np.asarray(value_and_grad(jnp.asarray(x))[1], dtype=np.float64)
+        return np.asarray(value_and_grad(x)[1], dtype=np.float64)
 
     def differences(x: np.ndarray, steps: np.ndarray) -> np.ndarray:
         columns = []
@@ -277,14 +291,14 @@ def finite_difference_derivatives(
         matrix = -np.stack(columns, axis=1)
         return 0.5 * (matrix + matrix.T)
 
-    def negative(x: jax.Array) -> jax.Array:
+    def negative(x: np.ndarray) -> np.ndarray:
         point = np.asarray(x, dtype=np.float64)
         rough = differences(point, 1e-5 * np.maximum(np.abs(point), 1.0))
         diagonal = np.abs(np.diag(rough))
         scales = np.where(
             np.isfinite(diagonal) & (diagonal > 0), 1.0 / np.sqrt(np.maximum(diagonal, 1e-300)), 1.0
         )
-        return jnp.asarray(differences(point, 1e-4 * np.minimum(scales, 1.0)))
+        return differences(point, 1e-4 * np.minimum(scales, 1.0))
 
     return value_and_grad, negative
 
@@ -298,7 +312,7 @@ STENCIL_MAX_DIM = 16
 
 def stencil_derivatives(
     log_densities: Callable[[np.ndarray], np.ndarray], dim: int
-) -> tuple[Callable[[jax.Array], tuple[jax.Array, jax.Array]], Callable[[jax.Array], jax.Array]]:
+) -> tuple[ValueAndGrad, NegativeHessian]:
     """``(value_and_grad, negative_hessian)`` from one batch of log densities per point.
 
     ``log_densities`` maps points ``(m, dim)`` to their log densities ``(m,)``
@@ -322,7 +336,7 @@ def stencil_derivatives(
             return 1e-4 * np.maximum(np.abs(x), 1.0)
         return 1e-3 * np.minimum(np.asarray(scales), np.maximum(np.abs(x), 1.0))
 
-    def evaluate(x: jax.Array) -> tuple[float, np.ndarray, np.ndarray]:
+    def evaluate(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         point = np.asarray(x, dtype=np.float64)
         key = point.tobytes()
         if state.get("key") == key:
@@ -361,23 +375,21 @@ def stencil_derivatives(
             state["scales"] = 1.0 / np.sqrt(diagonal)
         return value, gradient, negative
 
-    def value_and_grad(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         value, gradient, _ = evaluate(x)
-        return jnp.asarray(value), jnp.asarray(gradient)
+        return value, gradient
 
-    def negative_hessian_at(x: jax.Array) -> jax.Array:
-        return jnp.asarray(evaluate(x)[2])
+    def negative_hessian_at(x: np.ndarray) -> np.ndarray:
+        return evaluate(x)[2]
 
     return value_and_grad, negative_hessian_at
 
 
-def negative_hessian(
-    hessian: Callable[[jax.Array], jax.Array] | None, position: np.ndarray
-) -> np.ndarray | None:
+def negative_hessian(hessian: NegativeHessian | None, position: np.ndarray) -> np.ndarray | None:
     """``-∇² log p`` at ``position`` (symmetrised), or ``None`` when unavailable or not finite."""
     if hessian is None:
         return None
-    matrix = np.asarray(hessian(jnp.asarray(position)), dtype=np.float64)
+    matrix = np.asarray(hessian(position), dtype=np.float64)
     hessian_matrix = 0.5 * (matrix + matrix.T)
     if not np.all(np.isfinite(hessian_matrix)):
         return None
@@ -403,7 +415,8 @@ def from_curvature(
     center = np.asarray(center, dtype=np.float64)
     dim = center.size
     if precision is None:
-        return Preconditioner("identity", jnp.asarray(center), jnp.ones(dim), jnp.ones(dim))
+        ones = to_device(np.ones(dim))
+        return Preconditioner("identity", to_device(center), ones, ones)
     positive_definite = False
     if at_mode:
         try:
@@ -417,7 +430,7 @@ def from_curvature(
         if allow_dense and dim <= min(max_dense_dim, MAX_DENSE_DIM) and np.all(np.isfinite(factor)):
             # z = R^T (u - center) inverts u = center + R^{-T} z without a solve.
             return Preconditioner(
-                "dense", jnp.asarray(center), jnp.asarray(factor), jnp.asarray(cholesky.T)
+                "dense", to_device(center), to_device(factor), to_device(cholesky.T)
             )
         scales = np.sqrt(np.sum(factor**2, axis=1))
     else:
@@ -426,6 +439,4 @@ def from_curvature(
         # away from a mode, flat directions are not blown up
         scales = np.minimum(scales, max_scale)
     scales = np.where(np.isfinite(scales) & (scales > 0), scales, 1.0)
-    return Preconditioner(
-        "diag", jnp.asarray(center), jnp.asarray(scales), jnp.asarray(1.0 / scales)
-    )
+    return Preconditioner("diag", to_device(center), to_device(scales), to_device(1.0 / scales))

@@ -25,6 +25,7 @@ from numpyro.infer.initialization import init_to_median, init_to_uniform, init_t
 from numpyro.infer.util import initialize_model
 
 from . import interrupt
+from ._device import prng_key
 from .data import validate_model_data
 from .errors import InitializationError, SamplingError
 from .init import InitValues, check_finite_log_density, per_chain_inits
@@ -165,7 +166,7 @@ def _cluster_modes(
     """Group the optima that lie within 3 posterior sds of each other (in whitened units)."""
     clusters: list[dict[str, Any]] = []
     for c in sorted(usable, key=lambda c: -modes[c].log_density):
-        z = np.asarray(preconditioner.from_unconstrained(jnp.asarray(modes[c].position)))
+        z = preconditioner.from_unconstrained_numpy(modes[c].position)
         for cluster in clusters:
             if np.max(np.abs(z - cluster["z"])) < 3.0:
                 cluster["count"] += 1
@@ -259,9 +260,9 @@ def _precondition(
     for chain in range(chains):
         source = best if multistart and usable else source_of[chain]
         base = modes[source].position if source in usable else starts[chain]
-        z_base = np.asarray(preconditioner.from_unconstrained(jnp.asarray(base)))
+        z_base = preconditioner.from_unconstrained_numpy(base)
         candidate = z_base + jitter_scale * offsets[chain]
-        value = float(value_and_grad(preconditioner.to_unconstrained(jnp.asarray(candidate)))[0])
+        value = float(value_and_grad(preconditioner.to_unconstrained_numpy(candidate))[0])
         z_starts[chain] = candidate if np.isfinite(value) else z_base
     details = {
         **preconditioner.describe(),
@@ -313,7 +314,7 @@ def run_nuts(
                 model_fn, data, values, where=f"chain {chain}'s initial values"
             )
 
-    key = jax.random.PRNGKey(seed)
+    key = prng_key(seed)
     init_key, jitter_key, sample_key = jax.random.split(key, 3)
     show_progress = default_progress() if progress is None else progress
     if show_progress and precondition != "none":

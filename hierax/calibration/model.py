@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
+from .._device import prng_key
 from ..errors import ModelError, close_matches
 from . import fitting, inference
 from ._data import Bounds, bound_pairs, theta_vector
@@ -213,7 +214,7 @@ class CalibrationModel:
 
     def simulate(self, x: Any, theta: ThetaLike | None = None, seed: int = 0) -> np.ndarray:
         """Random readouts at ``x`` (one per element)."""
-        return np.array(self.distribution(x, theta).sample(jax.random.PRNGKey(seed)))
+        return np.array(self.distribution(x, theta).sample(prng_key(seed)))
 
     # -------------------------------------------------------------------- fits
     def with_theta(self, theta: ThetaLike) -> CalibrationModel:

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from .. import interrupt
+from .._device import prng_key
 
 if TYPE_CHECKING:
     from ..fit import Fit
@@ -136,7 +137,7 @@ def fit_collapsed(
     sampled = {k: v for k, v in output.posterior.items() if k in own_sites}
     # a stream of its own, derived without compiling a key operation
     draw_seed = int(np.random.SeedSequence([seed, 7]).generate_state(1)[0])
-    drawn = draw(sampled, jax.random.PRNGKey(draw_seed), arrays)
+    drawn = draw(sampled, prng_key(draw_seed), arrays)
     conditional_seconds = time.perf_counter() - started
     posterior = {**output.posterior, **drawn}
     wanted = [n for n, site in info.sites.items() if site.kind in ("latent", "deterministic")]

@@ -25,6 +25,7 @@ import numpyro.distributions as dist
 import scipy.sparse as sparse
 from numpyro import handlers
 
+from .._device import to_device
 from ..formula.build import _sample, _stacked_coefficient_priors, auxiliary_parameters, group_scale
 from ..formula.design import GroupBlock
 from ..priors import Prior
@@ -298,11 +299,11 @@ def draw_marginalized(
     """
     chains, draws = next(iter(posterior.values())).shape[:2]
     flat = {
-        k: jnp.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in posterior.items()
+        k: np.reshape(np.asarray(v), (chains * draws,) + v.shape[2:]) for k, v in posterior.items()
     }
-    stats = _stats_with(plan, {k: jnp.asarray(v) for k, v in collapsed_data(plan).items()})
-    prior_mean = jnp.asarray(plan.prior_mean)
-    fixed_precision = jnp.asarray(plan.fixed_precision)
+    stats = _stats_with(plan, {k: to_device(v) for k, v in collapsed_data(plan).items()})
+    prior_mean = to_device(plan.prior_mean)
+    fixed_precision = to_device(plan.fixed_precision)
 
     def one(args: tuple[Mapping[str, jax.Array], jax.Array]) -> tuple[jax.Array, list[jax.Array]]:
         values, draw_key = args

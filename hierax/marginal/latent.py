@@ -230,7 +230,7 @@ def draw_latent(
     """The latent value of every row for every posterior draw of θ: ``(chain, draw, n)``."""
     chains, draws = next(iter(posterior.values())).shape[:2]
     flat = {
-        k: jnp.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in posterior.items()
+        k: np.reshape(np.asarray(v), (chains * draws,) + v.shape[2:]) for k, v in posterior.items()
     }
 
     def one(args: tuple[Mapping[str, jax.Array], jax.Array]) -> jax.Array:

@@ -54,6 +54,7 @@ import numpy as np
 import numpyro
 from numpyro import handlers
 
+from .._device import to_device
 from ..formula.build import (
     _sample,
     _stacked_coefficient_priors,
@@ -976,9 +977,9 @@ def draw_marginalized(
     """
     chains, draws = next(iter(posterior.values())).shape[:2]
     flat = {
-        k: jnp.asarray(v).reshape((chains * draws,) + v.shape[2:]) for k, v in posterior.items()
+        k: np.reshape(np.asarray(v), (chains * draws,) + v.shape[2:]) for k, v in posterior.items()
     }
-    arrays = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in data.items()}
+    arrays = {k: to_device(v) if isinstance(v, np.ndarray) else v for k, v in data.items()}
 
     def one(args: tuple[Mapping[str, jax.Array], jax.Array]) -> dict[str, jax.Array]:
         values, draw_key = args
