@@ -70,7 +70,11 @@ def test_untruncated_population_is_kept():
     assert _up_to_row_constants(population.expand((2, 3))) is not None
 
 
-@pytest.mark.parametrize("mu_r, ln_std_r", [(0.5, -4.8), (0.45, -2.0), (0.6, -7.5)])
+@pytest.mark.parametrize(
+    "mu_r, ln_std_r",
+    # the last: a population cut at 0.4 sd below its mean (its normalizer -0.4 in the log)
+    [(0.5, -4.8), (0.45, -2.0), (0.6, -7.5), (0.05, -2.0)],
+)
 def test_integrated_likelihood_matches_numerical_integration_per_row(mu_r, ln_std_r):
     model = _small_cluster()
     data = model.arrays()

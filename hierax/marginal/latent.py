@@ -36,7 +36,7 @@ from ..formula.build import (
     auxiliary_parameters,
 )
 from .collapsed import map_draws
-from .quadrature import conditional_draws, log_marginal, log_marginal_and_placement
+from .quadrature import conditional_draws, log_marginal_and_placement
 
 if TYPE_CHECKING:
     from ..fit import Fit
@@ -110,11 +110,12 @@ def _up_to_row_constants(population: dist.Distribution) -> dist.Distribution:
     """A distribution whose log density differs from ``population``'s by a constant per row.
 
     A truncated population without its normalizer (the mass inside the
-    bounds): for draws from the conditional densities, which need them only up
-    to such constants, this saves a Gaussian tail probability per row and
-    evaluation (erf code that also doubles the compile time where the density
-    is evaluated twice). Values are always inside the bounds: they come from
-    the bijection onto the truncated support.
+    bounds). The quadrature and the conditional draws evaluate each row's
+    density at dozens of points; without the normalizer each evaluation saves
+    a Gaussian tail probability (erf code that also doubles the compile time
+    where the density is evaluated twice), and the quadrature adds the constant
+    once per row (:class:`_RowProblem`). Values are always inside the bounds:
+    they come from the bijection onto the truncated support.
     """
     if isinstance(population, dist.ExpandedDistribution):
         inner = _up_to_row_constants(population.base_dist)
@@ -124,21 +125,47 @@ def _up_to_row_constants(population: dist.Distribution) -> dist.Distribution:
     return population
 
 
+@dataclass(frozen=True)
+class _RowProblem:
+    """Each row's integral given θ, as the quadrature and the draws need it.
+
+    ``log_integrand`` maps unconstrained latent values ``(..., n)`` to each
+    row's log integrand up to a constant per row (see
+    :func:`_up_to_row_constants`); adding ``row_constant(u)`` (any in-support
+    ``u`` of shape ``(n,)``; None where there is no constant) gives the exact
+    one. ``start`` is where each row's mode search starts (the population's
+    mean, or its median for distributions without one); ``transform`` maps
+    ``u`` to the latent value.
+    """
+
+    log_integrand: Callable[[jax.Array], jax.Array]
+    row_constant: Callable[[jax.Array], jax.Array] | None
+    start: jax.Array
+    transform: Any
+
+    def log_marginal_and_placement(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Each row's exact log integral, mode and curvature sd.
+
+        The quadrature runs on the integrand without its constants (a truncated
+        population's normalizer, with its error functions, once per row instead
+        of once per node and Newton step); the constant is added at the mode.
+        """
+        values, mode, scale = log_marginal_and_placement(self.log_integrand, self.start)
+        if self.row_constant is not None:
+            values = values + self.row_constant(mode)
+        return values, mode, scale
+
+
 def _row_problem(
     plan: LatentPlan,
     model: NonlinearModel,
     env: Mapping[str, Any],
     own: Mapping[str, Any],
     data: Mapping[str, Any],
-    normalized: bool = True,
-) -> tuple[Callable[[jax.Array], jax.Array], jax.Array, Any]:
+) -> _RowProblem:
     """Each row's log integrand in the unconstrained latent value ``u``, given θ.
 
-    Also returns where each row's mode search starts (the population
-    distribution's mean, or its median for distributions without one) and the
-    bijection from ``u`` to the latent value. A pure function of arrays. With
-    ``normalized=False`` the log integrand may be off by a constant per row
-    (see :func:`_up_to_row_constants`): enough for the conditional draws.
+    A pure function of arrays; see :class:`_RowProblem`.
     """
     from ..families import LINKS
 
@@ -149,7 +176,7 @@ def _row_problem(
     if population.event_shape != ():
         raise ModelError(f"latent {plan.name!r} must be a scalar per row.")
     transform = biject_to(population.support)
-    density = population if normalized else _up_to_row_constants(population)
+    density = _up_to_row_constants(population)
     identity = LINKS["identity"]
 
     def likelihood(mean: jax.Array) -> Any:
@@ -176,7 +203,14 @@ def _row_problem(
     # unconstrained scale; drawing a start instead would sample in every evaluation
     start = transform.inv(center)
     start = jax.lax.stop_gradient(jnp.where(jnp.isfinite(start), start, 0.0))
-    return log_integrand, start, transform
+
+    def row_constant(u: jax.Array) -> jax.Array:
+        value = transform(u)
+        return population.log_prob(value) - density.log_prob(value)
+
+    return _RowProblem(
+        log_integrand, None if density is population else row_constant, start, transform
+    )
 
 
 def _arrays(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,8 +228,7 @@ def collapsed_model(plan: LatentPlan, model: NonlinearModel) -> Callable[..., No
 
     @jax.jit
     def integrated(env: Mapping[str, Any], own: Mapping[str, Any], data: Mapping[str, Any]):  # type: ignore[no-untyped-def]
-        log_integrand, start, _ = _row_problem(plan, model, env, own, data)
-        values, mode, scale = log_marginal_and_placement(log_integrand, start)
+        values, mode, scale = _row_problem(plan, model, env, own, data).log_marginal_and_placement()
         return jnp.sum(values), mode, scale
 
     def collapsed(**data: Any) -> None:
@@ -216,8 +249,7 @@ def integrated_log_likelihood(
     """Per-row integrated log likelihood at given values of θ (constrained), for checks."""
     with handlers.seed(rng_seed=0), handlers.substitute(data=dict(values)):
         env, own = _sample_hyperparameters(model, data)
-    log_integrand, start, _ = _row_problem(plan, model, env, own, data)
-    return log_marginal(log_integrand, start)
+    return _row_problem(plan, model, env, own, data).log_marginal_and_placement()[0]
 
 
 def draw_latent(
@@ -237,15 +269,15 @@ def draw_latent(
         values, draw_key = args
         with handlers.seed(rng_seed=0), handlers.substitute(data=dict(values)):
             env, own = _sample_hyperparameters(model, data)
-        log_integrand, start, transform = _row_problem(
-            plan, model, env, own, data, normalized=False
-        )
+        problem = _row_problem(plan, model, env, own, data)
         placement = (
             (values[plan.mode_site], values[plan.scale_site])
             if plan.mode_site in values and plan.scale_site in values
             else None
         )
-        return transform(conditional_draws(log_integrand, start, draw_key, placement=placement))
+        return problem.transform(
+            conditional_draws(problem.log_integrand, problem.start, draw_key, placement=placement)
+        )
 
     drawn = map_draws(one, flat, key, chains * draws, _DRAW_BATCH)
     drawn = np.asarray(drawn)
