@@ -20,6 +20,7 @@ renders as HTML in Jupyter and in the report. A healthy fit reports nothing.
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from .convergence import Finding, check_convergence, convergence_table
 if TYPE_CHECKING:
     from .fit import Fit
 
-__all__ = ["Diagnosis", "diagnose", "model_dependencies"]
+__all__ = ["Diagnosis", "diagnose", "fit_dependencies", "model_dependencies"]
 
 #: A direction whose posterior variance is at least this share of its prior variance
 #: is "no narrower than the prior" (posterior sd >= 0.71 prior sd).
@@ -126,6 +127,19 @@ def model_dependencies(model_fn: Any, data: Mapping[str, Any]) -> dict[str, list
     return {site: sorted(p for p in parents if p != site) for site, parents in found.items()}
 
 
+def fit_dependencies(fit: Fit) -> dict[str, list[str]]:
+    """:func:`model_dependencies` of a fit, computed once and kept in ``fit.info``.
+
+    A fit loaded from a file has no model function: it uses what was kept
+    when it was saved (:meth:`hierax.Fit.save` stores them), else nothing.
+    """
+    found = fit.info.get("dependencies")
+    if found is None:
+        found = model_dependencies(fit.model_fn, fit.data) if fit.model_fn is not None else {}
+        fit.info["dependencies"] = found
+    return dict(found)
+
+
 @dataclass
 class _Context:
     """What the checks read from a fit."""
@@ -133,10 +147,18 @@ class _Context:
     posterior: dict[str, np.ndarray]  # latent sites, (chain, draw, ...)
     dims: dict[str, tuple[str, ...]]
     coords: dict[str, list[Any]]
-    parents: dict[str, list[str]]
     observed: list[str]
     divergent: np.ndarray | None  # (chain, draw) bool
     fit: Fit
+
+    @functools.cached_property
+    def parents(self) -> dict[str, list[str]]:
+        """Each sample site's parent sites (:func:`fit_dependencies`).
+
+        Only the checks that explain a problem read them: a healthy fit is
+        diagnosed without tracing the model's provenance.
+        """
+        return {k: list(v) for k, v in fit_dependencies(self.fit).items()}
 
     def positive(self, name: str) -> bool:
         return bool(np.all(self.posterior[name] > 0))
@@ -171,9 +193,6 @@ def _context(fit: Fit) -> _Context:
         latent = list(fit.info.get("latent_sites", []))
         observed = list(fit.info.get("observed_sites", []))
     latent = [n for n in latent if n in posterior] or [str(n) for n in posterior.data_vars]
-    parents = fit.info.get("dependencies")
-    if parents is None and fit.model_fn is not None:
-        parents = model_dependencies(fit.model_fn, fit.data)
     stats = fit.idata["sample_stats"] if "sample_stats" in fit.idata.groups() else None
     divergent = (
         np.asarray(stats["diverging"], dtype=bool)
@@ -188,7 +207,6 @@ def _context(fit: Fit) -> _Context:
             for d in posterior.dims
             if d in posterior.coords
         },
-        parents={k: list(v) for k, v in (parents or {}).items()},
         observed=observed,
         divergent=divergent,
         fit=fit,

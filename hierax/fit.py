@@ -20,7 +20,7 @@ from ._device import prng_key
 from ._files import atomic_write
 from ._heap import frozen_heap
 from .convergence import Finding, format_findings
-from .diagnose import model_dependencies
+from .diagnose import fit_dependencies
 from .errors import ConvergenceWarning, FileFormatError, HieraxError
 from .init import InitValues
 from .model_info import ModelInfo
@@ -246,6 +246,9 @@ class Fit:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the InferenceData to NetCDF atomically (a crash leaves no partial file)."""
         path = Path(path)
+        if self.model_fn is not None:
+            # the model's structure, for diagnosing the fit after it is loaded again
+            fit_dependencies(self)
         idata = self.idata.copy()
         idata["posterior"].attrs[_INFO_ATTR] = json.dumps(_jsonable(self.info))
         atomic_write(path, lambda temporary: idata.to_netcdf(str(temporary), engine="h5netcdf"))
@@ -489,7 +492,6 @@ def assemble_fit(
     structure = {
         "latent_sites": info.names("latent"),
         "observed_sites": info.names("observed"),
-        "dependencies": model_dependencies(model_fn, cleaned),
     }
     result = Fit(
         idata,

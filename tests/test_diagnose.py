@@ -56,6 +56,20 @@ def test_non_identified_finding_survives_save_and_load(naive_crossed, tmp_path):
     loaded = hierax.load(path)
     assert "non_identified" in loaded.diagnose()
     assert {"mu_alpha", "mu_beta"} <= set(loaded.diagnose()["non_identified"].variables)
+    # the fix names the groups from the model's structure, kept in the file
+    assert loaded.model_fn is None
+    assert (
+        loaded.diagnose()["non_identified"].message
+        == naive_crossed.diagnose()["non_identified"].message
+    )
+
+
+def test_healthy_fit_is_diagnosed_without_tracing_provenance(tmp_path):
+    result = crossed_formula.fit(seed=0, quick=True)
+    assert result.diagnose().ok
+    assert "dependencies" not in result.info  # only read to explain a problem
+    result.save(tmp_path / "fit.nc")  # kept for diagnosing the loaded fit
+    assert result.info["dependencies"]["r_gene"] == ["sd_gene"]
 
 
 def test_identifiable_crossed_formula_reports_nothing():
