@@ -484,8 +484,7 @@ def _prior_draws(ctx: _Context, names: Sequence[str]) -> dict[str, np.ndarray] |
     fit = ctx.fit
     if fit.model_fn is None or fit.model_info is None:
         return None
-    import jax
-
+    from ._device import prng_key
     from .results import prior_draws
 
     try:
@@ -493,7 +492,7 @@ def _prior_draws(ctx: _Context, names: Sequence[str]) -> dict[str, np.ndarray] |
             fit.model_fn,
             fit.data,
             fit.model_info,
-            jax.random.PRNGKey(0),
+            prng_key(0),
             PRIOR_DRAWS,
             predictive_too=False,
         )

@@ -80,8 +80,13 @@ def _group_effects(
                     :, None
                 ]
             elif scale_tril is not None:
+                # scale_tril is a Cholesky factor by construction: NumPyro's check of it
+                # would compile a few small programs while tracing (constant folding)
                 effects = numpyro.sample(
-                    f"r_{group.name}", dist.MultivariateNormal(jnp.zeros(k), scale_tril=scale_tril)
+                    f"r_{group.name}",
+                    dist.MultivariateNormal(
+                        jnp.zeros(k), scale_tril=scale_tril, validate_args=False
+                    ),
                 )
             else:
                 effects = numpyro.sample(f"r_{group.name}", dist.Normal(0.0, sd).to_event(1))

@@ -987,9 +987,12 @@ def draw_marginalized(
             conditional = _conditional(plan, model, arrays)
         head, tail = conditional_draw(draw_key, conditional.problem, plan.tail_levels)
         latent = {**values, **_site_values(plan, conditional, head, tail)}
-        trace = handlers.trace(
-            handlers.substitute(handlers.seed(model.model_fn, 0), data=latent)
-        ).get_trace(**arrays)
+        # a replay at posterior draws: argument checks there would only compile small
+        # programs (JAX folds the checks of concrete data while tracing)
+        with numpyro.validation_enabled(False):
+            trace = handlers.trace(
+                handlers.substitute(handlers.seed(model.model_fn, 0), data=latent)
+            ).get_trace(**arrays)
         return {
             name: site["value"]
             for name, site in trace.items()
