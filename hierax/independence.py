@@ -279,6 +279,39 @@ def _density_and_sites(
     return evaluate
 
 
+def _host_inverse(transform: Any, value: np.ndarray) -> np.ndarray | None:
+    """``transform.inv(value)`` in NumPy for NumPyro's usual bijections, else None.
+
+    Identity, exp, sigmoid and affine maps with concrete parameters (and their
+    compositions): the supports of real, positive, bounded and unit-interval
+    parameters. Through JAX, inverting the start values would compile a
+    program of its own.
+    """
+    from numpyro.distributions import transforms
+
+    if isinstance(transform, transforms.IndependentTransform):
+        return _host_inverse(transform.base_transform, value)
+    if isinstance(transform, transforms.ComposeTransform):
+        result: np.ndarray | None = value
+        for part in reversed(transform.parts):
+            result = None if result is None else _host_inverse(part, result)
+        return result
+    value = np.asarray(value, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if isinstance(transform, transforms.IdentityTransform):
+            return value
+        if isinstance(transform, transforms.ExpTransform):
+            return np.log(value)
+        if isinstance(transform, transforms.SigmoidTransform):
+            return np.log(value) - np.log1p(-value)
+        if isinstance(transform, transforms.AffineTransform):
+            loc, scale = transform.loc, transform.scale
+            if isinstance(loc, jax.core.Tracer) or isinstance(scale, jax.core.Tracer):
+                return None
+            return (value - np.asarray(loc, dtype=np.float64)) / np.asarray(scale, dtype=np.float64)
+    return None
+
+
 def _flat_layout(
     shapes: Mapping[str, tuple[int, ...]],
 ) -> tuple[Callable[[Mapping[str, Any]], np.ndarray], Callable[[Any], dict[str, Any]]]:
@@ -349,7 +382,15 @@ def _direct_setup(
     start = np.zeros(sum(int(np.prod(shape)) for shape in shapes.values()))
     if init:
         given = {k: np.asarray(v) for k, v in init.items() if k in shapes}
-        unconstrained = jax.jit(lambda values: unconstrain_fn(model_fn, (), kwargs, values))(given)
+        inverses = {
+            k: _host_inverse(biject_to(trace[k]["fn"].support), v) for k, v in given.items()
+        }
+        if all(value is not None for value in inverses.values()):
+            unconstrained: Mapping[str, Any] = inverses
+        else:  # a support with a parameter-dependent bound: through the model
+            unconstrained = jax.jit(lambda values: unconstrain_fn(model_fn, (), kwargs, values))(
+                given
+            )
         start = ravel({name: unconstrained.get(name, 0.0) for name in shapes})
 
     def potential(params: Any) -> jax.Array:
