@@ -30,6 +30,7 @@ from ..formula.build import _sample, _stacked_coefficient_priors, auxiliary_para
 from ..formula.design import GroupBlock
 from ..priors import Prior
 from .collapsed import map_draws
+from .diagonal import diagonal_matrix
 from .gaussian import Blocks, GramStatistics, conditional_draw, gram_statistics
 from .gaussian import marginal_log_likelihood as _marginal_log_likelihood
 
@@ -223,7 +224,7 @@ def _hyperparameters(
         )
         sd, tril = group_scale(group, priors[f"sd_{group.name}"], cor_prior)
         if tril is None:
-            tril = jnp.diag(jnp.broadcast_to(jnp.reshape(sd, (-1,)), (group.n_coef,)))
+            tril = diagonal_matrix(jnp.broadcast_to(jnp.reshape(sd, (-1,)), (group.n_coef,)))
         trils.append(tril)
     if plan.sigma_estimated:
         sigma = _sample("sigma", priors["sigma"])

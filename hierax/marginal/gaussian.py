@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sparse
 
+from .diagonal import diagonal
+
 __all__ = [
     "Blocks",
     "GramStatistics",
@@ -192,7 +194,7 @@ def precision_matrix(
         inverse_tril = jax.scipy.linalg.solve_triangular(tril, jnp.eye(k), lower=True)
         block = inverse_tril.T @ inverse_tril  # Sigma^-1
         P = P.at[rows, cols].add(jnp.broadcast_to(block, (levels, k, k)))
-        log_det = log_det - 2.0 * levels * jnp.sum(jnp.log(jnp.diag(tril)))
+        log_det = log_det - 2.0 * levels * jnp.sum(jnp.log(diagonal(tril)))
     return P, log_det
 
 
@@ -237,7 +239,7 @@ def _tail_parts(
     tril = scale_trils[-1]
     inverse_tril = jax.scipy.linalg.solve_triangular(tril, jnp.eye(k), lower=True)
     C = noise_precision * tail_gram + (inverse_tril.T @ inverse_tril)[None]
-    log_det_prior = log_det_prior - 2.0 * levels * jnp.sum(jnp.log(jnp.diag(tril)))
+    log_det_prior = log_det_prior - 2.0 * levels * jnp.sum(jnp.log(diagonal(tril)))
     L_C = jnp.linalg.cholesky(C)  # (L, k, k)
     P_th = (noise_precision * cross[:, :head]).reshape(levels, k, head)
     v_head, v_tail = noise_precision * b_head, (noise_precision * b_tail).reshape(levels, k)
@@ -250,8 +252,7 @@ def _tail_parts(
     return {
         "rdr": rdr,
         "log_det_prior": log_det_prior,
-        "log_det_p": 2.0 * jnp.sum(jnp.log(jnp.diagonal(L_C, axis1=1, axis2=2)))
-        + 2.0 * jnp.sum(jnp.log(jnp.diag(L_S))),
+        "log_det_p": 2.0 * jnp.sum(jnp.log(diagonal(L_C))) + 2.0 * jnp.sum(jnp.log(diagonal(L_S))),
         "quad_p": jnp.sum(v_tail * C_inv_v)
         + jnp.sum(jax.scipy.linalg.solve_triangular(L_S, w, lower=True) ** 2),
         "L_C": L_C,
@@ -297,7 +298,7 @@ def marginal_log_likelihood(
         L = jnp.linalg.cholesky(P)
         v = jax.scipy.linalg.solve_triangular(L, noise_precision * b, lower=True)
         quad = noise_precision * rdr - v @ v
-        log_det_p = 2.0 * jnp.sum(jnp.log(jnp.diag(L)))
+        log_det_p = 2.0 * jnp.sum(jnp.log(diagonal(L)))
     log_det_noise = stats.n_rows * jnp.log(noise_precision) + stats.log_det_d0
     return -0.5 * (
         stats.n_rows * jnp.log(2.0 * jnp.pi) - log_det_noise + log_det_p - log_det_prior + quad

@@ -64,6 +64,7 @@ from ..formula.build import (
 from ..formula.design import GroupBlock
 from ..priors import Prior
 from .collapsed import map_draws
+from .diagonal import diagonal, diagonal_matrix
 from .formula import _normal_parameters
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ def _factorize(problem: LinearGaussian, n_levels: int) -> _Factors:
         tail_chol = _batched_cholesky(problem.tail_precision[None] + gram)
         tail_solved = _batched_cho_solve(tail_chol, b_tail)
         quadratic = quadratic + jnp.sum(b_tail * tail_solved)
-        log_det = log_det + 2.0 * jnp.sum(jnp.log(jnp.diagonal(tail_chol, axis1=1, axis2=2)))
+        log_det = log_det + 2.0 * jnp.sum(jnp.log(diagonal(tail_chol)))
         if h:
             cross = jax.ops.segment_sum(
                 weighted_tail[:, :, None] * head[:, None, :], index, num_segments=n_levels
@@ -222,7 +223,7 @@ def _factorize(problem: LinearGaussian, n_levels: int) -> _Factors:
     if h:
         v = jax.scipy.linalg.solve_triangular(schur_chol, b_head, lower=True)
         quadratic = quadratic + v @ v
-        log_det = log_det + 2.0 * jnp.sum(jnp.log(jnp.diag(schur_chol)))
+        log_det = log_det + 2.0 * jnp.sum(jnp.log(diagonal(schur_chol)))
     return _Factors(
         tail_chol,
         tail_solved,
@@ -731,16 +732,16 @@ def _group_tril(term: _GroupTerm, priors: Mapping[str, Prior]) -> jax.Array:
     cor_prior = priors.get(f"cor_{group.name}", priors.get("cor", Prior("LKJ(2)", "LKJ", (2.0,))))
     sd, tril = group_scale(group, priors[f"sd_{group.name}"], cor_prior)
     if tril is None:
-        tril = jnp.diag(jnp.broadcast_to(jnp.reshape(sd, (-1,)), (group.n_coef,)))
+        tril = diagonal_matrix(jnp.broadcast_to(jnp.reshape(sd, (-1,)), (group.n_coef,)))
     return tril
 
 
 def _precision(tril: jax.Array, correlated: bool) -> tuple[jax.Array, jax.Array]:
     """``Sigma^-1`` and ``log|Sigma^-1|`` from the Cholesky factor of Sigma."""
     k = tril.shape[0]
-    log_det = -2.0 * jnp.sum(jnp.log(jnp.diag(tril)))
+    log_det = -2.0 * jnp.sum(jnp.log(diagonal(tril)))
     if not correlated:  # diagonal: no triangular solve (a library call per evaluation)
-        return jnp.diag(1.0 / jnp.square(jnp.diag(tril))), log_det
+        return diagonal_matrix(1.0 / jnp.square(diagonal(tril))), log_det
     inverse_tril = jax.scipy.linalg.solve_triangular(tril, jnp.eye(k), lower=True)
     return inverse_tril.T @ inverse_tril, log_det
 
@@ -839,7 +840,7 @@ def _conditional(
                 continue
             head_columns.append(X[:, c.columns] * slopes[parameter.name][:, None])
             head_mean.append(jnp.asarray(c.loc))
-            head_blocks.append(jnp.diag(1.0 / jnp.asarray(c.scale) ** 2))
+            head_blocks.append(diagonal_matrix(1.0 / jnp.asarray(c.scale) ** 2))
             head_log_det = head_log_det - 2.0 * jnp.sum(jnp.log(jnp.asarray(c.scale)))
     for term in plan.head_groups:
         group = term.group
