@@ -379,7 +379,7 @@ def _direct_setup(
     if not shapes:
         return None
     ravel, unravel = _flat_layout(shapes)
-    start = np.zeros(sum(int(np.prod(shape)) for shape in shapes.values()))
+    start = ravel(dict.fromkeys(shapes, 0.0))
     if init:
         given = {k: np.asarray(v) for k, v in init.items() if k in shapes}
         inverses = {

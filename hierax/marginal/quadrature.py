@@ -280,13 +280,16 @@ def _invert(density: _GridDensity, uniforms: jax.Array) -> tuple[jax.Array, jax.
     return cell(density.grid) + density.scale * offset, log_density
 
 
-def _placement(
+def _placed_grid_density(
     log_integrand: LogIntegrand,
     start: jax.Array,
+    points: int,
+    half_width: float,
     placement: tuple[jax.Array, jax.Array] | None,
-) -> tuple[jax.Array, jax.Array]:
-    """Each row's mode and curvature sd: given, or searched from ``start``."""
-    return row_modes(log_integrand, start) if placement is None else placement
+) -> _GridDensity:
+    """:func:`_grid_density` at each row's mode and curvature sd: given, or searched."""
+    mode, scale = row_modes(log_integrand, start) if placement is None else placement
+    return _grid_density(log_integrand, mode, scale, points, half_width)
 
 
 def conditional_quantiles(
@@ -307,8 +310,7 @@ def conditional_quantiles(
     row's mode and curvature sd, from :func:`log_marginal_and_placement`) saves
     the mode search.
     """
-    mode, scale = _placement(log_integrand, start, placement)
-    density = _grid_density(log_integrand, mode, scale, points, half_width)
+    density = _placed_grid_density(log_integrand, start, points, half_width, placement)
     return _invert(density, uniforms)[0]
 
 
@@ -333,8 +335,7 @@ def conditional_draws(
     3e-4; the step is accepted 98-99.5 % of the time). Every draw costs the
     same: no draw is rejected outright.
     """
-    mode, scale = _placement(log_integrand, start, placement)
-    density = _grid_density(log_integrand, mode, scale, points, half_width)
+    density = _placed_grid_density(log_integrand, start, points, half_width, placement)
     uniforms = jax.random.uniform(key, (2 * steps + 1,) + jnp.shape(start), dtype=WORKING_DTYPE)
     proposals, log_proposal = _invert(density, uniforms[: steps + 1])
     log_weight = log_integrand(proposals) - log_proposal.astype(proposals.dtype)
