@@ -64,9 +64,73 @@ def clean_calibration_data(
     if x_array.size == 0 or x_array.size < n_theta:
         raise DataError(
             f"only {x_array.size} finite calibration point(s) in {x_name!r}/{y_name!r}; "
-            f"the model has {n_theta} parameters and needs at least as many points."
+            f"the model has {n_theta} parameters and needs at least {max(n_theta, 1)} points. "
+            "Add calibration points or choose a model with fewer parameters."
         )
     return x_array, y_array
+
+
+def check_informative(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_name: str,
+    y_name: str,
+    *,
+    mean_names: Sequence[str],
+    n_scale: int,
+) -> None:
+    """Raise :class:`DataError` for calibration data that cannot determine the fit.
+
+    Three conditions make a maximum-likelihood fit meaningless rather than merely
+    imprecise, and they are errors, not warnings:
+
+    * fewer distinct ``x`` than the mean function has parameters: the predicted
+      means at ``k`` distinct ``x`` are ``k`` numbers, which cannot pin down more
+      than ``k`` parameters, so the curvature of the likelihood is singular for
+      every data set of this design (all ``x`` equal is the extreme case);
+    * fewer distinct ``x`` than a mean-dependent noise scale has coefficients
+      (``scale_degree + 1``), for the same reason;
+    * all readouts ``y`` equal: nothing changes with ``x``, so there is no curve
+      to invert, and a noise scale shrinks to 0 (an unbounded likelihood).
+
+    A fit whose data are merely weak (e.g. a curve seen only on one side of its
+    inflection, readouts without noise) is still returned; ``fit_mle`` then warns
+    with :class:`~hierax.errors.CalibrationWarning` naming the parameters whose
+    standard errors are not finite.
+
+    Parameters
+    ----------
+    x, y : ndarray
+        Cleaned calibration data (finite, equal length).
+    x_name, y_name : str
+        Names of the variables, for messages.
+    mean_names : sequence of str
+        Parameters of the mean function.
+    n_scale : int
+        Coefficients of the noise scale polynomial (0 for a noise model without scale).
+    """
+    distinct_x = np.unique(x)
+    needed = max(len(mean_names), n_scale)
+    if distinct_x.size < needed:
+        shown = ", ".join(f"{v:g}" for v in distinct_x[:5]) + (
+            " ..." if distinct_x.size > 5 else ""
+        )
+        if len(mean_names) >= n_scale:
+            reason = f"the mean function has {len(mean_names)} parameters {list(mean_names)}"
+        else:
+            reason = f"the noise scale is a polynomial of the mean with {n_scale} coefficients"
+        raise DataError(
+            f"the independent variable {x_name!r} has {distinct_x.size} distinct value(s) "
+            f"({shown}), but {reason}: it needs at least {needed} distinct {x_name!r} values "
+            f"to determine them. Measure at more {x_name!r} levels, or choose a model with "
+            "fewer parameters."
+        )
+    if np.unique(y).size < 2:
+        raise DataError(
+            f"all {y.size} readouts of the dependent variable {y_name!r} equal {y[0]:g}; a "
+            f"calibration needs at least 2 distinct {y_name!r} values (readouts that change "
+            f"with {x_name!r}). Check that the right column was given."
+        )
 
 
 def theta_vector(

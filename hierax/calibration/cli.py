@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from ..errors import CalibrationWarning, DataError, close_matches
+from ..errors import CalibrationWarning, DataError, HieraxError, close_matches
 
 __all__ = ["add_calibration_commands", "calibrate_command", "infer_command"]
 
@@ -34,28 +35,36 @@ def calibrate_command(args: argparse.Namespace) -> int:
     from .model import CalibrationModel
     from .noise import noise_model
 
-    # validate the names before reading data, so typos fail fast
+    # validate the names and the output before reading data, so mistakes fail fast
     mean = mean_function(args.model, args.degree)
     noise = noise_model(args.noise, args.scale_degree)
-    table = read_table(args.data)
+    out = _output_path(args.out)
+    try:
+        table = read_table(args.data)
+    except HieraxError:
+        raise
+    except (ValueError, OSError) as read_error:  # pandas' parser errors are ValueErrors
+        raise DataError(
+            f"cannot read the data file {args.data!r} as a table ({read_error}); give a CSV, TSV or "
+            "Parquet file."
+        ) from None
     for role, column in (("--x", args.x), ("--y", args.y)):
         if column not in table.columns:
             raise DataError(
                 f"column {column!r} (given as {role}) is not in {args.data}; its columns are "
                 f"{list(map(str, table.columns))}.{close_matches(column, map(str, table.columns))}"
             )
+    x = _numeric_column(table, args.x, "--x", args.data)
+    y = _numeric_column(table, args.y, "--y", args.data)
     use_headless_backend()
     cal = CalibrationModel(mean, noise, independent_key=args.x, dependent_key=args.y)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)
-        fitted = cal.fit_mle(
-            table[args.x].to_numpy(dtype=float),
-            table[args.y].to_numpy(dtype=float),
-            global_search=args.global_search,
-            seed=args.seed,
-        )
+        try:
+            fitted = cal.fit_mle(x, y, global_search=args.global_search, seed=args.seed)
+        except DataError as data_error:
+            raise DataError(f"{args.data}: {data_error}") from None
     _warn_lines(caught)
-    out = Path(args.out)
     fitted.save(out)
     plot_path = save_figure(fitted.plot_model(), out.with_suffix(".png"))
     assert fitted.mle is not None
@@ -83,7 +92,12 @@ def infer_command(args: argparse.Namespace) -> int:
     lower = args.lower if args.lower is not None else _data_limit(data_x, np.min, "--lower")
     upper = args.upper if args.upper is not None else _data_limit(data_x, np.max, "--upper")
     readouts = np.asarray(args.y, dtype=float)
-    result = cal.infer_independent(readouts, lower, upper, steps=args.steps, ci_prob=args.ci_prob)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalibrationWarning)
+        result = cal.infer_independent(
+            readouts, lower, upper, steps=args.steps, ci_prob=args.ci_prob
+        )
+    _warn_lines(caught)
     percent = f"{args.ci_prob * 100:g} %"
     print(
         f"{cal.independent_key} from {readouts.size} readout(s) of {cal.dependent_key} "
@@ -94,6 +108,37 @@ def infer_command(args: argparse.Namespace) -> int:
     pieces = " ∪ ".join(f"[{lo:.6g}, {hi:.6g}]" for lo, hi in result.hdi_intervals)
     print(f"  {percent} HDI    {pieces}" + ("  (multimodal)" if bool(result.multimodal) else ""))
     return 0
+
+
+def _output_path(out: str) -> Path:
+    """``--out`` as a path whose folder exists (created if needed), checked before fitting."""
+    path = Path(out)
+    if path.is_dir():
+        raise HieraxError(f"--out {out!r} is a folder; give a file name such as {out}/cal.json.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise HieraxError(
+            f"cannot create the folder {str(path.parent)!r} of --out {out!r} "
+            f"({error.strerror or error}); choose another output path."
+        ) from None
+    return path
+
+
+def _numeric_column(table: pd.DataFrame, column: str, role: str, source: str) -> np.ndarray:
+    """The column as floats; a :class:`DataError` naming the file, column and first
+    non-numeric row otherwise (empty cells become NaN and are masked by the fit)."""
+    values = table[column]
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() & values.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"column {column!r} (given as {role}) of {source} holds {int(bad.sum())} non-numeric "
+            f"value(s), the first {values.iloc[row]!r} in data row {row + 1}; the calibration "
+            "needs numbers there."
+        )
+    return numbers.to_numpy(dtype=float)
 
 
 def _data_limit(values: Any, reduce: Any, option: str) -> float:

@@ -23,7 +23,14 @@ import numpy as np
 from scipy import optimize
 
 from ..errors import CalibrationWarning, InitializationError, ModelError
-from ._data import Bounds, bound_pairs, check_guess_inside, clean_calibration_data, theta_vector
+from ._data import (
+    Bounds,
+    bound_pairs,
+    check_guess_inside,
+    check_informative,
+    clean_calibration_data,
+    theta_vector,
+)
 from .noise import LogNormalNoise, PoissonNoise, StudentTNoise
 
 if TYPE_CHECKING:
@@ -51,7 +58,8 @@ class MLEResult:
         The estimate, in the order of ``theta_names``.
     standard_errors : ndarray
         From the inverse Hessian of the negative log likelihood; NaN where the
-        Hessian is not positive definite.
+        Hessian is not positive definite (the fit then warns with a
+        :class:`~hierax.errors.CalibrationWarning` naming these parameters).
     covariance : ndarray
         The inverse Hessian (NaN when unavailable).
     log_likelihood : float
@@ -61,6 +69,14 @@ class MLEResult:
     at_bounds : tuple of str
         Parameters that ended on one of their bounds.
     n_evaluations : int
+    method : str
+        The optimiser(s) used.
+    theta_names : tuple of str
+    covariance_method : str
+        ``"hessian"`` (the inverse observed information), ``"outer product of
+        scores"`` (the BHHH estimate of the information, used for noise models
+        whose likelihood is not twice differentiable: Laplace noise has no
+        curvature in the location) or ``"unavailable"``.
     """
 
     theta: np.ndarray
@@ -73,6 +89,7 @@ class MLEResult:
     n_evaluations: int = 0
     method: str = "L-BFGS-B"
     theta_names: tuple[str, ...] = field(default=())
+    covariance_method: str = "hessian"
 
 
 # ---------------------------------------------------------------- start, bounds
@@ -183,13 +200,19 @@ def maximize_likelihood(
     global_search: bool = False,
     seed: int = 0,
     maxiter: int = 5000,
+    pointwise_log_likelihood: Callable[[jax.Array], jax.Array] | None = None,
 ) -> MLEResult:
     """Maximise ``log_likelihood(theta)`` within box ``bounds`` starting from ``guess``.
 
     With ``global_search`` scipy's differential evolution explores the whole
     box first (all bounds must be finite), then L-BFGS-B polishes its best.
     Warns with :class:`~hierax.errors.CalibrationWarning` when the optimiser
-    fails or a parameter ends on a bound.
+    fails, a parameter ends on a bound, or standard errors are not finite.
+
+    ``pointwise_log_likelihood(theta)``, the per-point log likelihoods, is for
+    a likelihood that is not twice differentiable (Laplace noise): the standard
+    errors then come from the outer product of its gradients (BHHH) instead of
+    the Hessian.
     """
     names = tuple(names)
     negative = jax.jit(lambda t: -log_likelihood(t))
@@ -284,14 +307,8 @@ def maximize_likelihood(
             method + " + Powell",
         )
     value = float(negative(theta))
-    covariance = np.full((len(theta), len(theta)), np.nan)
     hessian = np.asarray(hessian_fn(theta))
-    if np.all(np.isfinite(hessian)):
-        try:
-            np.linalg.cholesky(hessian)
-            covariance = np.linalg.inv(hessian)
-        except np.linalg.LinAlgError:
-            pass
+    covariance, covariance_method = _covariance(hessian, theta, pointwise_log_likelihood)
     errors = np.sqrt(np.clip(np.diag(covariance), 0, None))
     hits = _at_bounds(theta, bounds, scales)
     if not success or not np.isfinite(value):
@@ -309,6 +326,27 @@ def maximize_likelihood(
             CalibrationWarning,
             stacklevel=4,
         )
+    undetermined = [
+        name for name, error in zip(names, errors, strict=True) if not np.isfinite(error)
+    ]
+    if undetermined:
+        on_bound = (
+            f", where {[names[i] for i in hits]} sit on a bound (the curvature there is no "
+            "basis for standard errors)"
+            if hits
+            else ""
+        )
+        warnings.warn(
+            f"the standard errors of {undetermined} are not finite: the log likelihood is not "
+            f"curved downward at the estimate{_flat_directions(hessian, names)}{on_bound}, so the "
+            "data do not "
+            "determine these parameters (e.g. a parameter the curve hardly depends on over the "
+            "data, or readouts without noise). The estimate may still describe the data; for uncertainties "
+            "add calibration points where the curve changes, bound the parameters, or use "
+            "fit_bayes with priors.",
+            CalibrationWarning,
+            stacklevel=4,
+        )
     return MLEResult(
         theta=theta,
         standard_errors=errors,
@@ -320,7 +358,61 @@ def maximize_likelihood(
         n_evaluations=evaluations,
         method=method,
         theta_names=names,
+        covariance_method=covariance_method,
     )
+
+
+def _inverse_if_positive_definite(matrix: np.ndarray) -> np.ndarray | None:
+    if not np.all(np.isfinite(matrix)):
+        return None
+    try:
+        np.linalg.cholesky(matrix)
+        inverse = np.linalg.inv(matrix)
+    except np.linalg.LinAlgError:
+        return None
+    return inverse if np.all(np.isfinite(inverse)) else None
+
+
+def _covariance(
+    hessian: np.ndarray,
+    theta: np.ndarray,
+    pointwise_log_likelihood: Callable[[jax.Array], jax.Array] | None,
+) -> tuple[np.ndarray, str]:
+    """The covariance of the estimate and how it was computed (NaN when unavailable).
+
+    The inverse Hessian of the negative log likelihood (observed information);
+    with ``pointwise_log_likelihood``, for a likelihood that is not twice
+    differentiable, the inverse of the outer product of the per-point scores
+    (BHHH), which is consistent for a correct model.
+    """
+    n = len(theta)
+    if pointwise_log_likelihood is None:
+        covariance, method = _inverse_if_positive_definite(hessian), "hessian"
+    else:
+        scores = np.asarray(jax.jacfwd(pointwise_log_likelihood)(jnp.asarray(theta)))  # (point, p)
+        covariance, method = (
+            _inverse_if_positive_definite(scores.T @ scores),
+            "outer product of scores",
+        )
+    if covariance is None:
+        return np.full((n, n), np.nan), "unavailable"
+    return covariance, method
+
+
+def _flat_directions(hessian: np.ndarray, names: Sequence[str]) -> str:
+    """`` (flat along ...)``: the parameters that dominate the directions in which the
+    curvature is not positive, or an empty string when it cannot be computed."""
+    if not np.all(np.isfinite(hessian)):
+        return " (its curvature is not finite there)"
+    symmetric = 0.5 * (hessian + hessian.T)
+    values, vectors = np.linalg.eigh(symmetric)
+    tolerance = 1e-10 * max(float(np.max(np.abs(values))), 1e-300)
+    flat = vectors[:, values <= tolerance]  # (parameter, direction)
+    if flat.shape[1] == 0:
+        return ""
+    weights = np.max(np.abs(flat), axis=1)  # (parameter,)
+    involved = [name for name, weight in zip(names, weights, strict=True) if weight > 0.3]
+    return f" (flat or curved upward along directions dominated by {involved})"
 
 
 def _converged(
@@ -356,6 +448,14 @@ def fit_mle(
     x_array, y_array = clean_calibration_data(
         x, y, cal.independent_key, cal.dependent_key, n_theta=cal.n_theta
     )
+    check_informative(
+        x_array,
+        y_array,
+        cal.independent_key,
+        cal.dependent_key,
+        mean_names=cal.mean_theta_names,
+        n_scale=len(cal.noise.scale_names),
+    )
     box = resolve_bounds(cal, bounds)
     if guess is None:  # the automatic guess is kept inside the box
         start = np.clip(initial_guess(cal, x_array, y_array), *np.asarray(box).T)
@@ -363,6 +463,7 @@ def fit_mle(
         start = theta_vector(guess, cal.theta_names, "guess")
     check_guess_inside(start, box, cal.theta_names)
     objective = cal.objective(x_array, y_array)
+    x_jax, y_jax = jnp.asarray(x_array), jnp.asarray(y_array)
     result = maximize_likelihood(
         lambda theta: -objective(theta),
         start,
@@ -370,6 +471,9 @@ def fit_mle(
         cal.theta_names,
         global_search=global_search,
         seed=seed,
+        pointwise_log_likelihood=None
+        if cal.noise.twice_differentiable
+        else lambda theta: cal.loglikelihood(y=y_jax, x=x_jax, theta=list(theta), reduce=False),
     )
     return result, start, box, x_array, y_array
 

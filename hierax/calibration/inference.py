@@ -22,7 +22,7 @@ that piecewise description:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import DataError, ModelError
+from ._range import readouts_outside
 
 if TYPE_CHECKING:
     from .model import CalibrationModel
@@ -68,6 +69,11 @@ class IndependentPosterior:
     n_hdi_intervals : ndarray of int ([case])
         Number of disjoint intervals of the highest-density region.
     ci_prob : float
+    out_of_range : ndarray of bool ([case])
+        Cases with a readout outside what the calibration produces anywhere on
+        ``[lower, upper]`` (a :class:`~hierax.errors.CalibrationWarning` names
+        them): their posterior sits at an end of the interval because of the
+        interval, not the data, so its summaries are no estimate.
     """
 
     grid: np.ndarray
@@ -84,6 +90,7 @@ class IndependentPosterior:
     n_hdi_intervals: np.ndarray
     ci_prob: float
     single: bool
+    out_of_range: np.ndarray
 
     @property
     def eti(self) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +138,7 @@ class IndependentPosterior:
         medians = np.atleast_1d(self.median)
         lowers, uppers = np.atleast_1d(self.eti_lower), np.atleast_1d(self.eti_upper)
         pieces = [self.hdi_intervals] if self.single else self.hdi_intervals
+        flagged = np.atleast_1d(self.out_of_range)
         lines = []
         for case, intervals in enumerate(pieces):
             hdi = " ∪ ".join(f"[{lo:.6g}, {hi:.6g}]" for lo, hi in intervals)
@@ -138,6 +146,11 @@ class IndependentPosterior:
             lines.append(
                 f"{prefix}median {medians[case]:.6g}; {percent} ETI "
                 f"[{lowers[case]:.6g}, {uppers[case]:.6g}]; {percent} HDI {hdi}"
+                + (
+                    " (readout outside what the calibration produces on the interval: no estimate)"
+                    if flagged[case]
+                    else ""
+                )
             )
         return "\n".join(lines)
 
@@ -234,21 +247,7 @@ def infer_independent_from_loglik(
         raise ModelError(f"ci_prob must be between 0 and 1, got {ci_prob}.")
     if int(steps) < 3:
         raise ModelError(f"steps must be at least 3, got {steps}.")
-    readouts = np.asarray(y, dtype=float)
-    single = readouts.ndim <= 1
-    if readouts.ndim > 2:
-        raise DataError(
-            f"readouts y must be a number, a 1-D array of replicates or a 2-D (case, replicate) "
-            f"array; got shape {readouts.shape}."
-        )
-    readouts = readouts.reshape(1, -1) if single else readouts
-    empty = ~np.isfinite(readouts).any(axis=1)
-    if readouts.size == 0 or empty.any():
-        rows = np.flatnonzero(empty)[:5].tolist()
-        raise DataError(
-            f"case(s) {rows} of the readouts y have no finite value; give at least one readout "
-            "per case (NaN marks a missing replicate)."
-        )
+    readouts, single = readout_matrix(y)
     grid = jnp.linspace(float(lower), float(upper), int(steps))
     prior = jnp.zeros_like(grid)
     if log_prior is not None:
@@ -279,8 +278,42 @@ def infer_independent_from_loglik(
         edges=np.asarray(cell_edges(grid)),
         ci_prob=float(ci_prob),
         single=single,
+        out_of_range=np.zeros((), bool) if single else np.zeros(readouts.shape[0], bool),
         **results,
     )
+
+
+def readout_matrix(y: Any) -> tuple[np.ndarray, bool]:
+    """Readouts as a ``(case, replicate)`` float array, and whether ``y`` was one case.
+
+    Raises
+    ------
+    DataError
+        For non-numeric readouts, more than 2 dimensions, or a case without any
+        finite readout.
+    """
+    try:
+        readouts = np.asarray(y, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise DataError(
+            f"readouts y must be numbers ({error}); give a number, a 1-D array of replicates "
+            "or a 2-D (case, replicate) array."
+        ) from None
+    single = readouts.ndim <= 1
+    if readouts.ndim > 2:
+        raise DataError(
+            f"readouts y must be a number, a 1-D array of replicates or a 2-D (case, replicate) "
+            f"array; got shape {readouts.shape}."
+        )
+    readouts = readouts.reshape(1, -1) if single else readouts
+    empty = ~np.isfinite(readouts).any(axis=1)
+    if readouts.size == 0 or empty.any():
+        rows = np.flatnonzero(empty)[:5].tolist()
+        raise DataError(
+            f"case(s) {rows} of the readouts y have no finite value; give at least one readout "
+            "per case (NaN marks a missing replicate)."
+        )
+    return readouts, single
 
 
 def infer_independent(
@@ -294,13 +327,23 @@ def infer_independent(
     log_prior: Callable[[jax.Array], jax.Array] | None = None,
     theta: Any = None,
 ) -> IndependentPosterior:
-    """Grid posterior of x under a calibration model; see ``CalibrationModel.infer_independent``."""
+    """Grid posterior of x under a calibration model; see ``CalibrationModel.infer_independent``.
+
+    Cases with a readout outside what the calibration produces on ``[lower, upper]``
+    are marked in ``out_of_range`` with a :class:`~hierax.errors.CalibrationWarning`
+    (see :mod:`hierax.calibration._range`).
+    """
     mean_theta, noise_theta = cal.split_theta(theta)
     entries = [jnp.asarray(t) for t in mean_theta + noise_theta]
 
     def log_likelihood(y_values: jax.Array, x_values: jax.Array) -> jax.Array:
         return cal.loglikelihood(y=y_values, x=x_values, theta=entries, reduce=False)
 
-    return infer_independent_from_loglik(
+    result = infer_independent_from_loglik(
         log_likelihood, y, lower, upper, steps=steps, ci_prob=ci_prob, log_prior=log_prior
     )
+    readouts, single = readout_matrix(y)
+    outside = readouts_outside(
+        cal, readouts, result.grid, np.atleast_2d(result.pdf), entries, single
+    )
+    return replace(result, out_of_range=outside[0] if single else outside)

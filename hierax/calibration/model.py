@@ -24,6 +24,7 @@ from .._device import prng_key
 from ..errors import ModelError, close_matches
 from . import fitting, inference
 from ._data import Bounds, bound_pairs, theta_vector
+from ._range import check_inverse_prediction
 from .fitting import MLEResult
 from .inference import IndependentPosterior
 from .mean_functions import MeanFunction, mean_function
@@ -189,9 +190,19 @@ class CalibrationModel:
         return self.noise.parameters(self.predict_mean(x, theta), noise_theta)
 
     def predict_independent(self, y: Any, theta: ThetaLike | None = None) -> jax.Array:
-        """The x whose predicted mean is ``y`` (the mean function's inverse)."""
+        """The x whose predicted mean is ``y`` (the mean function's inverse).
+
+        Warns
+        -----
+        CalibrationWarning
+            When no x gives the mean ``y`` (beyond an asymptote: the result is
+            NaN), and when the result lies outside the ``x`` range of the
+            calibration data (an extrapolation). Not checked inside ``jit``.
+        """
         mean_theta, _ = self.split_theta(theta)
-        return self.mean_function.invert(y, mean_theta)
+        x = self.mean_function.invert(y, mean_theta)
+        check_inverse_prediction(self, y, x, theta)
+        return x
 
     def distribution(self, x: Any, theta: ThetaLike | None = None) -> dist.Distribution:
         """The NumPyro distribution of readouts at ``x``."""
@@ -250,6 +261,23 @@ class CalibrationModel:
             parameter needs finite bounds).
         seed : int
             Seed of the global search.
+
+        Raises
+        ------
+        DataError
+            For data that cannot determine the fit: fewer finite points than
+            parameters, fewer distinct ``x`` than the mean function has
+            parameters (or than a mean-dependent noise scale has coefficients),
+            or all ``y`` equal. The message names the variable and how many
+            distinct values are needed.
+
+        Warns
+        -----
+        CalibrationWarning
+            When the optimiser did not converge, a parameter ended on a bound,
+            or standard errors are not finite (the data determine the curve but
+            not every parameter, e.g. readouts without noise); the warning
+            names the parameters.
         """
         result, start, box, x_array, y_array = fitting.fit_mle(
             self, x, y, guess=guess, bounds=bounds, global_search=global_search, seed=seed
@@ -278,7 +306,9 @@ class CalibrationModel:
         Parameters
         ----------
         x, y : array-like
-            Calibration data (NaN/inf rows dropped with a warning).
+            Calibration data (NaN/inf rows dropped with a warning). Unlike
+            ``fit_mle``, few or repeated ``x`` are allowed: the priors keep the
+            posterior proper where the data do not determine a parameter.
         priors : dict, optional
             ``{name: numpyro distribution or fixed float}``. Parameters without a
             prior need finite ``bounds``, which then mean a uniform prior.
@@ -327,7 +357,17 @@ class CalibrationModel:
         -------
         IndependentPosterior
             ``median``, ``eti_lower/upper``, ``hdi_lower/upper`` (hull),
-            ``hdi_intervals`` (a union for multimodal posteriors), ``pdf``.
+            ``hdi_intervals`` (a union for multimodal posteriors), ``pdf``,
+            ``out_of_range``.
+
+        Warns
+        -----
+        CalibrationWarning
+            When a readout lies outside what the calibration produces for any
+            x in ``[lower, upper]`` (beyond the central 99.9999 % of the noise
+            around the mean): the posterior then sits at an end of the interval
+            because of the interval, not the data. The warning names the
+            readouts and the producible range; ``out_of_range`` marks the cases.
         """
         return inference.infer_independent(
             self, y, lower, upper, steps=steps, ci_prob=ci_prob, log_prior=log_prior, theta=theta

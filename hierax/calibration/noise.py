@@ -52,6 +52,9 @@ class NoiseModel:
     scale_name: ClassVar[str | None] = "sigma"
     extra_names: ClassVar[tuple[str, ...]] = ()
     parameter_names: ClassVar[tuple[str, ...]] = ()  # what predict_dependent returns
+    #: False for a log density with kinks in ``mu`` (Laplace): maximum-likelihood
+    #: standard errors then come from the scores, not the Hessian.
+    twice_differentiable: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.scale_degree, int | np.integer) or self.scale_degree < 0:
@@ -166,6 +169,7 @@ class LaplaceNoise(NoiseModel):
     name: ClassVar[str] = "laplace"
     scale_name: ClassVar[str | None] = "scale"
     parameter_names: ClassVar[tuple[str, ...]] = ("mu", "scale")
+    twice_differentiable: ClassVar[bool] = False
 
     def _distribution(self, params: Sequence[Any]) -> dist.Distribution:
         return dist.Laplace(params[0], params[1])

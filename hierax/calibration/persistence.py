@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,14 +21,19 @@ import numpy as np
 
 from .. import __version__
 from .._files import atomic_write
-from ..errors import FileFormatError, IncompatibleModelError, IncompatibleVersionError
-from .mean_functions import MeanFunction, mean_function
-from .noise import NoiseModel, noise_model
+from ..errors import (
+    FileFormatError,
+    IncompatibleModelError,
+    IncompatibleVersionError,
+    close_matches,
+)
+from .mean_functions import MEAN_FUNCTIONS, MeanFunction, mean_function
+from .noise import NOISE_MODELS, NoiseModel, noise_model
 
 if TYPE_CHECKING:
     from .model import CalibrationModel
 
-__all__ = ["FORMAT_VERSION", "load_model", "save_model"]
+__all__ = ["FORMAT_VERSION", "CalibrationFileNotFoundError", "load_model", "save_model"]
 
 FORMAT_VERSION = "1.0"
 _FORMAT_NAME = "hierax.calibration"
@@ -88,6 +94,152 @@ def _major(version: Any) -> int | None:
         return None
 
 
+class CalibrationFileNotFoundError(FileFormatError, FileNotFoundError):
+    """The calibration file does not exist or is a folder.
+
+    Both a :class:`~hierax.errors.FileFormatError` (like every other unreadable
+    calibration file) and a :class:`FileNotFoundError` (what Python raises for a
+    missing file), so either ``except`` catches it.
+    """
+
+
+#: Every key a file of format 1.x holds (``hierax_version`` and ``created_at``
+#: are for people and are not needed to load).
+REQUIRED_KEYS = (
+    "format",
+    "format_version",
+    "model_type",
+    "mean_function",
+    "degree",
+    "noise",
+    "scale_degree",
+    "independent_key",
+    "dependent_key",
+    "theta_names",
+    "theta_fitted",
+    "theta_bounds",
+    "theta_guess",
+    "cal_independent",
+    "cal_dependent",
+)
+
+
+class _Content:
+    """The parsed JSON object of one file, with typed getters whose errors name the
+    file and the key."""
+
+    def __init__(self, path: Path, content: dict[str, Any]) -> None:
+        self.path = path
+        self.content = content
+
+    def fail(self, key: str, expected: str, value: Any, where: str = "") -> FileFormatError:
+        """The error for ``key`` (at ``where`` inside its value) not holding ``expected``."""
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return FileFormatError(
+            f"{str(self.path)!r}: the key {key!r}{where} must be {expected}, but it holds {shown}; the "
+            "file is damaged or was edited by hand. Save the model again with "
+            "CalibrationModel.save."
+        )
+
+    def get(self, key: str) -> Any:
+        if key not in self.content:
+            return self.missing(key)
+        return self.content[key]
+
+    def missing(self, key: str) -> Any:
+        raise FileFormatError(
+            f"{str(self.path)!r} lacks the key {key!r} that every hierax calibration file of "
+            f"format {_major(FORMAT_VERSION)}.x holds; the file is damaged or was edited by "
+            "hand. Save the model again with CalibrationModel.save."
+        )
+
+    def string(self, key: str) -> str:
+        value = self.get(key)
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, "a non-empty string", value)
+        return value
+
+    def count(self, key: str, maximum: int) -> int | None:
+        """An integer from 0 to ``maximum``, or null."""
+        value = self.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+            raise self.fail(key, f"null or an integer from 0 to {maximum}", value)
+        return value
+
+    def names(self, key: str, expected: Sequence[str] | None = None) -> list[str]:
+        """A list of distinct names (of the length of ``expected`` when given)."""
+        value = self.get(key)
+        if (
+            not isinstance(value, list)
+            or not all(isinstance(name, str) and name for name in value)
+            or len(set(value)) != len(value)
+        ):
+            raise self.fail(key, "a list of distinct non-empty strings", value)
+        if expected is not None and len(value) != len(expected):
+            raise self.fail(
+                key, f"{len(expected)} names, one per parameter {list(expected)}", value
+            )
+        return value
+
+    def numbers(self, key: str, length: int | None = None) -> np.ndarray | None:
+        """Null, or a list of numbers (null for a non-finite value) of ``length``."""
+        value = self.get(key)
+        if value is None:
+            return None
+        wanted = "null or a list of numbers" + (f" with {length} entries" if length else "")
+        if not isinstance(value, list):
+            raise self.fail(key, wanted, value)
+        for position, item in enumerate(value):
+            if item is not None and (isinstance(item, bool) or not isinstance(item, int | float)):
+                raise self.fail(key, "a number or null", item, f" at [{position}]")
+        if length is not None and len(value) != length:
+            raise self.fail(key, wanted, value)
+        return _floats(value)
+
+    def bounds(self, key: str, names: Sequence[str]) -> list[tuple[float, float]] | None:
+        """Null, or one ``[lower, upper]`` (null for infinite) per parameter."""
+        value = self.get(key)
+        if value is None:
+            return None
+        wanted = f"null or {len(names)} [lower, upper] pairs, one per parameter {list(names)}"
+        if not isinstance(value, list) or len(value) != len(names):
+            raise self.fail(key, wanted, value)
+        pairs = []
+        for position, (name, pair) in enumerate(zip(names, value, strict=True)):
+            where = f" at [{position}] (parameter {name!r})"
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise self.fail(key, "a [lower, upper] pair", pair, where)
+            ends = []
+            for end, infinite in zip(pair, (-math.inf, math.inf), strict=True):
+                if end is None:
+                    ends.append(infinite)
+                elif isinstance(end, bool) or not isinstance(end, int | float) or math.isnan(end):
+                    raise self.fail(key, "two numbers (null for no bound)", pair, where)
+                else:
+                    ends.append(float(end))
+            if not ends[0] < ends[1]:
+                raise self.fail(key, "a pair with lower < upper", pair, where)
+            pairs.append((ends[0], ends[1]))
+        return pairs
+
+
+def _read_json(path: Path) -> Any:
+    if not path.exists() or path.is_dir():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise CalibrationFileNotFoundError(f"the calibration file {str(path)!r} {what}.")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise FileFormatError(
+            f"{str(path)!r} is not a JSON file ({reason}); give a calibration written by "
+            "CalibrationModel.save or 'hierax calibrate'."
+        ) from None
+
+
 def load_model(
     path: str | os.PathLike[str],
     *,
@@ -97,6 +249,11 @@ def load_model(
 ) -> CalibrationModel:
     """Read a model written by :func:`save_model`.
 
+    Every key is checked for its type and length before the model is built, so
+    a damaged or hand-edited file gives an error that names the file and the
+    key. Loading never imports code: the mean function and noise model are
+    looked up among the built-in ones by name, and custom ones must be passed.
+
     Parameters
     ----------
     path : path
@@ -104,76 +261,69 @@ def load_model(
         The class to load into (default :class:`CalibrationModel`); the file's
         ``model_type`` must be its name.
     mean, noise : optional
-        The mean function and noise model you expect; a custom MeanFunction
-        must be given here because code is not stored in the file.
+        The mean function and noise model you expect; a custom MeanFunction or
+        NoiseModel must be given here because code is not stored in the file.
 
     Raises
     ------
-    FileNotFoundError
+    CalibrationFileNotFoundError
+        The file does not exist or is a folder (a FileFormatError and a
+        FileNotFoundError).
     FileFormatError
-        Not a hierax calibration file.
+        Not a JSON object of a hierax calibration file, or a key is missing or
+        holds a value of the wrong type or length.
     IncompatibleVersionError
         Written with another major format version.
     IncompatibleModelError
-        The file holds another model type, mean function or noise model.
+        The file holds another model type, or a mean function or noise model
+        that is not the expected one or not built in.
     """
     from .model import CalibrationModel
 
     cls = model_class or CalibrationModel
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such calibration file: {str(path)!r}")
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise FileFormatError(f"{str(path)!r} is not a JSON file ({error}).") from None
+    content = _read_json(path)
     if not isinstance(content, dict) or content.get("format") != _FORMAT_NAME:
-        raise FileFormatError(
-            f'{str(path)!r} is not a hierax calibration file (no "format": "{_FORMAT_NAME}"); '
-            "save calibration models with CalibrationModel.save."
+        found = (
+            ""
+            if isinstance(content, dict)
+            else f"it holds a JSON {_json_type(content)}, not an object; "
         )
-    found = content.get("format_version")
-    if _major(found) != _major(FORMAT_VERSION):
+        raise FileFormatError(
+            f'{str(path)!r} is not a hierax calibration file ({found}no "format": '
+            f'"{_FORMAT_NAME}"); save calibration models with CalibrationModel.save.'
+        )
+    data = _Content(path, content)
+    found_version = data.get("format_version")
+    if not isinstance(found_version, str | int | float) or isinstance(found_version, bool):
+        raise data.fail("format_version", 'a version string such as "1.0"', found_version)
+    if _major(found_version) != _major(FORMAT_VERSION):
         raise IncompatibleVersionError(
-            f"{str(path)!r} was written with calibration format version {found!r}; this hierax "
-            f"({__version__}) reads major version {_major(FORMAT_VERSION)} (format "
+            f"{str(path)!r} was written with calibration format version {found_version!r}; this "
+            f"hierax ({__version__}) reads major version {_major(FORMAT_VERSION)} (format "
             f"{FORMAT_VERSION}). Refit the calibration, or load it with a matching hierax version."
         )
-    if content.get("model_type") != cls.__name__:
+    model_type = data.string("model_type")
+    if model_type != cls.__name__:
         raise IncompatibleModelError(
-            f"{str(path)!r} holds a {content.get('model_type')!r}, not a {cls.__name__!r}; load it "
-            f"with {content.get('model_type')}.load."
+            f"{str(path)!r} holds a {model_type!r}, not a {cls.__name__!r}; load it "
+            f"with {model_type}.load."
         )
-    stored_mean, stored_noise = content.get("mean_function"), content.get("noise")
-    stored_degree = content.get("degree")
-    if mean is not None:
-        expected = (
-            mean if isinstance(mean, MeanFunction) else mean_function(mean, stored_degree or 1)
+    # a degree gives one parameter per coefficient: bound it by the names (with room
+    # for a mismatch to be blamed on the names) before building anything that large
+    max_degree = max(len(data.names("theta_names")), 64)
+    mean_fn = _mean_of(data, mean, max_degree)
+    noise_obj = _noise_of(data, noise, max_degree)
+    names = data.names("theta_names", mean_fn.theta_names + noise_obj.theta_names)
+    n_theta = len(names)
+    x_data = data.numbers("cal_independent")
+    y_data = data.numbers("cal_dependent", None if x_data is None else x_data.size)
+    if (x_data is None) != (y_data is None):
+        raise data.fail(
+            "cal_dependent",
+            "null exactly when 'cal_independent' is null",
+            content["cal_dependent"],
         )
-        if expected.name != stored_mean or (
-            not isinstance(mean, MeanFunction) and expected.degree != stored_degree
-        ):
-            raise IncompatibleModelError(
-                f"{str(path)!r} holds a {_describe_mean(stored_mean, stored_degree)} calibration, "
-                f"not a {_describe_mean(expected.name, expected.degree)} one; load it without "
-                "mean=... or pick the matching file."
-            )
-        mean_fn = expected
-    else:
-        mean_fn = _builtin_mean(path, stored_mean, stored_degree)
-    if noise is not None:
-        expected_noise = (
-            noise
-            if isinstance(noise, NoiseModel)
-            else noise_model(noise, int(content.get("scale_degree") or 0))
-        )
-        if expected_noise.name != stored_noise:
-            raise IncompatibleModelError(
-                f"{str(path)!r} holds a calibration with {stored_noise!r} noise, not "
-                f"{expected_noise.name!r}; load it without noise=... or pick the matching file."
-            )
-    noise_obj = noise_model(str(stored_noise), int(content.get("scale_degree") or 0))
-    bounds = content.get("theta_bounds")
     # subclasses may fix mean and noise in their own __init__: fill the object
     # through the base initialiser with what the file says
     model = cls.__new__(cls)
@@ -181,33 +331,88 @@ def load_model(
         model,
         mean_fn,
         noise_obj,
-        theta_names=content["theta_names"],
-        independent_key=content.get("independent_key", "x"),
-        dependent_key=content.get("dependent_key", "y"),
-        theta_fitted=_floats(content.get("theta_fitted")),
-        theta_guess=_floats(content.get("theta_guess")),
-        theta_bounds=None
-        if bounds is None
-        else [
-            (-math.inf if lo is None else lo, math.inf if hi is None else hi) for lo, hi in bounds
-        ],
-        cal_independent=_floats(content.get("cal_independent")),
-        cal_dependent=_floats(content.get("cal_dependent")),
+        theta_names=names,
+        independent_key=data.string("independent_key"),
+        dependent_key=data.string("dependent_key"),
+        theta_fitted=data.numbers("theta_fitted", n_theta),
+        theta_guess=data.numbers("theta_guess", n_theta),
+        theta_bounds=data.bounds("theta_bounds", names),
+        cal_independent=x_data,
+        cal_dependent=y_data,
     )
     return model
 
 
+def _json_type(value: Any) -> str:
+    kinds = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def _mean_of(data: _Content, mean: str | MeanFunction | None, max_degree: int) -> MeanFunction:
+    """The mean function the file names: the expected one, checked, or a built-in one."""
+    stored = data.string("mean_function")
+    degree = data.count("degree", max_degree)
+    path = str(data.path)
+    if isinstance(mean, MeanFunction):
+        if mean.name != stored:
+            raise IncompatibleModelError(
+                f"{path!r} holds a {_describe_mean(stored, degree)} calibration, not a "
+                f"{mean.name!r} one; pass the MeanFunction named {stored!r} or pick the matching "
+                "file."
+            )
+        return mean
+    if mean is None and stored not in MEAN_FUNCTIONS:
+        raise IncompatibleModelError(
+            f"{path!r} uses the custom mean function {stored!r} (key 'mean_function'), not a "
+            f"built-in one ({list(MEAN_FUNCTIONS)}); code is never loaded from a file, so pass "
+            f"it as CalibrationModel.load(path, mean=MeanFunction({stored!r}, ...))."
+            f"{close_matches(stored, MEAN_FUNCTIONS)}"
+        )
+    if stored == "polynomial" and degree is None:
+        raise data.fail("degree", "the polynomial's degree (an integer >= 0)", degree)
+    if stored in MEAN_FUNCTIONS and stored != "polynomial" and degree is not None:
+        raise data.fail("degree", f"null for the {stored!r} mean function", degree)
+    if mean is not None:
+        expected = mean_function(mean, degree if degree is not None else 1)
+        if expected.name != stored or expected.degree != degree:
+            raise IncompatibleModelError(
+                f"{path!r} holds a {_describe_mean(stored, degree)} calibration, "
+                f"not a {_describe_mean(expected.name, expected.degree)} one; load it without "
+                "mean=... or pick the matching file."
+            )
+        return expected
+    return mean_function(stored, degree if degree is not None else 1)
+
+
+def _noise_of(data: _Content, noise: str | NoiseModel | None, max_degree: int) -> NoiseModel:
+    """The noise model the file names: the expected one, checked, or a built-in one."""
+    stored = data.string("noise")
+    scale_degree = data.count("scale_degree", max_degree) or 0
+    path = str(data.path)
+    if isinstance(noise, NoiseModel):
+        if noise.name != stored or (noise.scale_names and noise.scale_degree != scale_degree):
+            raise IncompatibleModelError(
+                f"{path!r} holds a calibration with {stored!r} noise (scale_degree "
+                f"{scale_degree}), not {noise.name!r} (scale_degree {noise.scale_degree}); pass "
+                "the matching NoiseModel or pick the matching file."
+            )
+        return noise
+    if noise is not None:
+        expected = noise_model(noise, scale_degree)
+        if expected.name != stored:
+            raise IncompatibleModelError(
+                f"{path!r} holds a calibration with {stored!r} noise, not {expected.name!r}; "
+                "load it without noise=... or pick the matching file."
+            )
+        return expected
+    if stored not in NOISE_MODELS:
+        raise IncompatibleModelError(
+            f"{path!r} uses the custom noise model {stored!r} (key 'noise'), not a built-in one "
+            f"({list(NOISE_MODELS)}); code is never loaded from a file, so pass it as "
+            f"CalibrationModel.load(path, noise=YourNoiseModel(...)).{close_matches(stored, NOISE_MODELS)}"
+        )
+    return noise_model(stored, scale_degree)
+
+
 def _describe_mean(name: Any, degree: Any) -> str:
     return f"{name!r}" + (f" (degree {degree})" if degree is not None else "")
-
-
-def _builtin_mean(path: Path, name: Any, degree: Any) -> MeanFunction:
-    from ..errors import ModelError
-
-    try:
-        return mean_function(str(name), int(degree) if degree is not None else 1)
-    except ModelError:
-        raise IncompatibleModelError(
-            f"{str(path)!r} uses the custom mean function {name!r}; pass it as "
-            f"CalibrationModel.load(path, mean=MeanFunction({name!r}, ...))."
-        ) from None
