@@ -19,8 +19,8 @@ def test_density_integrates_to_one_for_every_case() -> None:
     y = np.array([[0.52, 0.55, 0.51], [1.2, 1.25, np.nan], [1.9, np.nan, np.nan]])
     result = LOGISTIC_T.infer_independent(y, lower=0.0, upper=10.0, steps=1500)
     assert result.pdf.shape == (3, 1500)
-    np.testing.assert_allclose(np.trapezoid(result.pdf, result.grid, axis=1), 1.0, rtol=1e-12)
-    np.testing.assert_allclose(result.cdf[:, -1], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(np.trapezoid(result.pdf, result.grid, axis=1), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(result.cdf[:, -1], 1.0, rtol=1e-9)
     assert np.all(result.eti_lower < result.median) and np.all(result.median < result.eti_upper)
 
 
@@ -28,7 +28,7 @@ def test_single_case_gives_scalars_and_matches_the_batched_row() -> None:
     one = LOGISTIC_T.infer_independent([1.2, 1.25], 0.0, 10.0)
     many = LOGISTIC_T.infer_independent([[0.6, 0.65], [1.2, 1.25]], 0.0, 10.0)
     assert np.ndim(one.median) == 0 and one.pdf.shape == (1000,)
-    assert float(one.median) == pytest.approx(float(many.median[1]), rel=1e-12)
+    assert float(one.median) == pytest.approx(float(many.median[1]), rel=1e-9)
     assert one.hdi_intervals == many.hdi_intervals[1]
 
 
@@ -56,7 +56,7 @@ def test_hdi_is_the_smallest_set_of_cells_with_the_probability() -> None:
     widths = np.diff(result.edges)
     for pdf, mask, mass in zip(result.pdf, result.hdi_mask, result.hdi_mass, strict=True):
         cells = pdf * widths
-        assert cells[mask].sum() == pytest.approx(mass, rel=1e-12)
+        assert cells[mask].sum() == pytest.approx(mass, rel=1e-9)
         assert mass >= 0.9
         # every included cell is at least as dense as every excluded one
         assert pdf[mask].min() >= pdf[~mask].max()

@@ -36,7 +36,7 @@ def test_log_density_equals_the_hand_written_model(seed: int) -> None:
     point = _random_point(seed)
     ours, _ = log_density(calibration_cal.model, (), data, point)
     theirs, _ = log_density(calibration.model, (), data, point)
-    assert float(ours) == pytest.approx(float(theirs), rel=1e-12)
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-9)
 
 
 def test_wide_format_broadcasting_as_in_the_seed() -> None:
@@ -68,7 +68,7 @@ def test_wide_format_broadcasting_as_in_the_seed() -> None:
     ours, trace = log_density(wide, (data["timepoints"], readout_wide), {}, point)
     theirs, _ = log_density(calibration.model, (), data, point)
     assert trace["likelihood"]["value"].shape == (3, 4)
-    assert float(ours) == pytest.approx(float(theirs), rel=1e-12)
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-9)
 
 
 def test_unobserved_site_samples_readouts() -> None:
