@@ -42,8 +42,12 @@ def fit_recording_warnings(*args, **kwargs):
     ids=["normal", "eight-schools-noncentered"],
 )
 def test_healthy_fit_emits_no_warning(model, data):
+    # At target_accept 0.8 the non-centered eight schools diverges once in 2000
+    # draws for 2 of 6 seeds: a real (rare) divergence, so the warning is right and
+    # the test would hinge on one trajectory. At 0.95 (hierax's default for formula
+    # models): no warning in 20 of 20 seeds; at 0.99, 20 of 20 as well.
     result, caught = fit_recording_warnings(
-        model, data, chains=4, draws=500, warmup=500, seed=0, progress=False
+        model, data, chains=4, draws=500, warmup=500, seed=0, progress=False, target_accept=0.95
     )
     assert caught == []
     assert result.findings == []

@@ -114,7 +114,8 @@ def test_posterior_dims_use_plate_name_and_given_levels(result):
 def test_deterministic_site_is_consistent_with_latent_draws(result):
     posterior = result.posterior
     expected = posterior["mu"] + posterior["tau"] * posterior["z"]
-    np.testing.assert_allclose(posterior["theta"], expected, rtol=1e-12)
+    # two compiled programs: equal up to rounding (cancellation near zero needs atol)
+    np.testing.assert_allclose(posterior["theta"], expected, rtol=1e-9, atol=1e-9)
 
 
 def test_observed_and_constant_data(result, data):
@@ -134,7 +135,7 @@ def test_log_likelihood_matches_scipy(result, data):
         theta = posterior["theta"].values[chain, draw]
         sigma = posterior["sigma"].values[chain, draw]
         expected = stats.norm.logpdf(data["y"], theta[data["school"]], sigma)
-        np.testing.assert_allclose(loglik.values[chain, draw], expected, rtol=1e-10)
+        np.testing.assert_allclose(loglik.values[chain, draw], expected, rtol=1e-9)
 
 
 def test_predictive_and_prior_groups_shapes(result):
@@ -189,9 +190,21 @@ def test_summary_hdi_prob(result):
     assert "hdi_5%" in table.columns and "hdi_95%" in table.columns
     assert "hdi_3%" not in table.columns
     wide = result.summary()
-    # a 90 % interval lies inside the 94 % one
-    assert np.all(table["hdi_5%"] >= wide["hdi_3%"] - 1e-12)
-    assert np.all(table["hdi_95%"] <= wide["hdi_97%"] + 1e-12)
+    # Each interval is ArviZ's HDI of the pooled draws at its probability. From draws,
+    # a 90 % HDI need not lie inside the 94 % one, but it is never wider: the shortest
+    # interval holding more draws cannot be shorter.
+    for label, row in table.iterrows():
+        name, _, level = str(label).partition("[")
+        draws = result.posterior[name]
+        if level:
+            dim = next(d for d in draws.dims if d not in ("chain", "draw"))
+            draws = draws.sel({dim: level.rstrip("]")})
+        low, high = az.hdi(draws.values.reshape(-1), hdi_prob=0.9)
+        assert row["hdi_5%"] == pytest.approx(low, rel=1e-9, abs=1e-9), label
+        assert row["hdi_95%"] == pytest.approx(high, rel=1e-9, abs=1e-9), label
+    narrow_width = table["hdi_95%"] - table["hdi_5%"]
+    wide_width = wide["hdi_97%"] - wide["hdi_3%"]
+    assert np.all(narrow_width <= wide_width + 1e-9)
 
 
 def test_loo_runs(result):

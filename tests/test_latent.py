@@ -60,7 +60,7 @@ def test_draws_density_differs_from_the_populations_by_a_constant_per_row(popula
     values = jnp.array([[0.25, 0.5, 0.75], [1.0, 1.5, 2.0], [2.2, 0.3, 1.1]])
     difference = np.asarray(population.log_prob(values) - cheaper.log_prob(values))
     assert difference.shape == (3, 3)
-    np.testing.assert_allclose(difference, difference[:1].repeat(3, axis=0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(difference, difference[:1].repeat(3, axis=0), rtol=0, atol=1e-9)
     assert np.any(np.abs(difference[0]) > 1e-2)  # the normalizer did change
 
 
@@ -128,11 +128,11 @@ def test_independence_evaluation_equals_numpyros_potential_and_constrained_sites
         log_density, sites = evaluate(params)
         expected = constrain_fn(collapsed, (), data, params, return_deterministic=True)
         np.testing.assert_allclose(
-            float(log_density), -float(potential_energy(collapsed, (), data, params)), rtol=1e-12
+            float(log_density), -float(potential_energy(collapsed, (), data, params)), rtol=1e-9
         )
         assert set(sites) == set(expected) >= {"mu_r", "ln_std_r", plan.mode_site}
         for name, value in expected.items():
-            np.testing.assert_allclose(np.asarray(sites[name]), np.asarray(value), rtol=1e-12)
+            np.testing.assert_allclose(np.asarray(sites[name]), np.asarray(value), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.slow
