@@ -41,7 +41,7 @@ from .model_info import ModelInfo
 from .precondition import STENCIL_MAX_DIM, stencil_derivatives
 from .sampling import SamplerOutput, _initial_unconstrained, _precondition, _Unconstrained
 
-__all__ = ["PARETO_K_MAX", "run_independence"]
+__all__ = ["PARETO_K_MAX", "check_draw_method", "run_independence", "sample_collapsed"]
 
 #: Proposals whose importance ratios have a Pareto k above this are not used.
 PARETO_K_MAX = 0.7
@@ -764,6 +764,16 @@ def run_independence(
     return SamplerOutput(posterior, sample_stats, info)
 
 
+def check_draw_method(draw_method: str) -> None:
+    """Raise :class:`~hierax.errors.ModelError` unless ``draw_method`` is a known one."""
+    from .errors import ModelError
+
+    if draw_method not in ("auto", "nuts", "independence"):
+        raise ModelError(
+            f"draw_method must be 'auto', 'nuts' or 'independence', got {draw_method!r}."
+        )
+
+
 def sample_collapsed(
     model_fn: Callable[..., Any],
     data: Mapping[str, Any],
@@ -783,15 +793,14 @@ def sample_collapsed(
     NUTS, recording why in ``info["independence_not_used_because"]``;
     "independence" raises :class:`~hierax.errors.ModelError` when its checks
     fail; "nuts" goes straight to NUTS. One dict of initial values starts the
-    mode search; per-chain values need NUTS.
+    mode search; per-chain values need NUTS. (A collapsed model with nothing to
+    sample never comes here: :func:`hierax.marginal.collapsed.fit_collapsed`
+    draws it exactly.)
     """
     from .errors import ModelError
     from .sampling import run_nuts
 
-    if draw_method not in ("auto", "nuts", "independence"):
-        raise ModelError(
-            f"draw_method must be 'auto', 'nuts' or 'independence', got {draw_method!r}."
-        )
+    check_draw_method(draw_method)
     output: SamplerOutput | str = "NUTS was asked for"
     if draw_method != "nuts":
         if init is None or isinstance(init, Mapping):

@@ -6,6 +6,11 @@ in how they integrate parameters out and draw them back; the rest is the
 same: describe the plain model, sample the collapsed one
 (:func:`hierax.independence.sample_collapsed`), draw the integrated-out sites
 for every posterior draw, and assemble a fit with the plain model's variables.
+
+A collapsed model with nothing left to sample (every other parameter known,
+e.g. a linear model with a fixed sigma) is exact: its "posterior" is one point,
+and the fit holds ``chains x draws`` independent draws of the integrated-out
+sites from their exact conditional distribution (``info["method"] == "exact"``).
 """
 
 from __future__ import annotations
@@ -16,9 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
+from numpyro import handlers
+from numpyro.infer.util import log_density
 
 from .. import interrupt
 from .._device import prng_key
+from ..data import validate_model_data
+from ..errors import SamplingError
+from ..model_info import ModelInfo, check_observed_support, inspect_model
+from ..sampling import SamplerOutput
 
 if TYPE_CHECKING:
     from ..fit import Fit
@@ -52,9 +63,12 @@ def map_draws(one: Callable[[Any], Any], flat: Any, key: jax.Array, count: int, 
     )(flat, key)
 
 
-#: ``draw(posterior, key, data)``: the integrated-out sites for every posterior draw,
-#: ``(chain, draw, ...)``, given the collapsed model's latent draws and data.
-DrawFunction = Callable[[Mapping[str, np.ndarray], jax.Array, Mapping[str, Any]], Mapping[str, Any]]
+#: ``draw(posterior, key, data, shape)``: the integrated-out sites for every posterior
+#: draw, ``(chain, draw, ...)``, given the collapsed model's draws (its latent and
+#: deterministic sites; none at all for an exact fit), its data and ``(chains, draws)``.
+DrawFunction = Callable[
+    [Mapping[str, np.ndarray], jax.Array, Mapping[str, Any], tuple[int, int]], Mapping[str, Any]
+]
 
 
 def _keep_sites(init: Any, names: set[str]) -> Any:
@@ -64,6 +78,56 @@ def _keep_sites(init: Any, names: set[str]) -> Any:
     if isinstance(init, list | tuple):
         return [{k: v for k, v in dict(values).items() if k in names} for values in init]
     return {k: v for k, v in dict(init).items() if k in names}
+
+
+def _describe_collapsed(
+    collapsed: Callable[..., Any], data: Mapping[str, Any]
+) -> tuple[dict[str, Any], ModelInfo]:
+    """The collapsed model's validated data and sites.
+
+    Unlike :func:`hierax.sampling.prepare` it accepts a model without latent
+    sites: integrating out is then exact (:func:`_exact_output`).
+    """
+    arrays = validate_model_data(collapsed, data)
+    info, trace = inspect_model(collapsed, arrays, abstract=True)
+    check_observed_support(trace)
+    return arrays, info
+
+
+def _exact_output(
+    collapsed: Callable[..., Any], arrays: Mapping[str, Any], chains: int, draws: int, seed: int
+) -> SamplerOutput:
+    """The "sampler output" of a collapsed model with nothing to sample.
+
+    Its deterministic sites (known values such as a fixed sigma) are repeated
+    for every draw; ``lp`` is its log density, the log marginal likelihood
+    (the same for every draw). No chain runs, so nothing can diverge.
+    """
+    for name, value in (("chains", chains), ("draws", draws)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise SamplingError(f"{name} must be a whole number >= 1, got {value!r}.")
+    started = time.perf_counter()
+    log_joint, trace = log_density(handlers.seed(collapsed, rng_seed=0), (), dict(arrays), {})
+    known = {
+        name: np.broadcast_to(np.asarray(site["value"]), (chains, draws, *np.shape(site["value"])))
+        for name, site in trace.items()
+        if site["type"] == "deterministic"
+    }
+    sample_stats = {
+        "diverging": np.zeros((chains, draws), dtype=bool),
+        "lp": np.full((chains, draws), float(log_joint)),
+    }
+    info = {
+        "method": "exact",
+        "chains": chains,
+        "draws": draws,
+        "warmup": 0,
+        "seed": seed,
+        "preparation_seconds": time.perf_counter() - started,
+        "sampling_seconds": 0.0,
+        "exact_because": "every parameter that is not integrated out has a known value",
+    }
+    return SamplerOutput({k: np.array(v) for k, v in known.items()}, sample_stats, info)
 
 
 def fit_collapsed(
@@ -108,28 +172,32 @@ def fit_collapsed(
         As in :func:`hierax.independence.sample_collapsed`.
     """
     from ..fit import assemble_fit
-    from ..independence import sample_collapsed
+    from ..independence import check_draw_method, sample_collapsed
     from ..sampling import prepare
 
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
     # the plain model is only described (sites, dims), never run: trace it abstractly
     cleaned, info, data_dims = prepare(model_fn, data, coords=coords, dims=dims, abstract=True)
-    arrays, collapsed_info, _ = prepare(
-        collapsed, cleaned if collapsed_data is None else collapsed_data, abstract=True
+    arrays, collapsed_info = _describe_collapsed(
+        collapsed, cleaned if collapsed_data is None else collapsed_data
     )
-    output = sample_collapsed(
-        collapsed,
-        arrays,
-        model_info=collapsed_info,
-        chains=chains,
-        draws=draws,
-        warmup=warmup,
-        seed=seed,
-        init=_keep_sites(init, set(collapsed_info.names("latent"))),
-        draw_method=draw_method,
-        **sampler,
-    )
+    if collapsed_info.names("latent"):
+        output = sample_collapsed(
+            collapsed,
+            arrays,
+            model_info=collapsed_info,
+            chains=chains,
+            draws=draws,
+            warmup=warmup,
+            seed=seed,
+            init=_keep_sites(init, set(collapsed_info.names("latent"))),
+            draw_method=draw_method,
+            **sampler,
+        )
+    else:  # nothing left to sample: the conditional draws are the posterior
+        check_draw_method(draw_method)
+        output = _exact_output(collapsed, arrays, chains, draws, seed)
     interrupt.check()  # before the draws: one compiled call that cannot stop midway
     started = time.perf_counter()
     # the collapsed model's own sites, including what it records for the draws
@@ -137,7 +205,7 @@ def fit_collapsed(
     sampled = {k: v for k, v in output.posterior.items() if k in own_sites}
     # a stream of its own, derived without compiling a key operation
     draw_seed = int(np.random.SeedSequence([seed, 7]).generate_state(1)[0])
-    drawn = draw(sampled, prng_key(draw_seed), arrays)
+    drawn = draw(sampled, prng_key(draw_seed), arrays, (chains, draws))
     conditional_seconds = time.perf_counter() - started
     posterior = {**output.posterior, **drawn}
     wanted = [n for n, site in info.sites.items() if site.kind in ("latent", "deterministic")]

@@ -292,13 +292,16 @@ def draw_marginalized(
     priors: Mapping[str, Prior],
     posterior: Mapping[str, np.ndarray],
     key: jax.Array,
+    shape: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Exact conditional draws of every marginalized site for every posterior draw.
 
     Returns the sites in the plain model's layout, ``(chain, draw, ...)``:
     fixed coefficients, ``r_<g>`` and, for non-centered terms, ``z_<g>``.
+    ``shape`` is ``(chains, draws)``, needed only when ``posterior`` is empty
+    (an exact fit: nothing was sampled).
     """
-    chains, draws = next(iter(posterior.values())).shape[:2]
+    chains, draws = shape if shape is not None else next(iter(posterior.values())).shape[:2]
     flat = {
         k: np.reshape(np.asarray(v), (chains * draws,) + v.shape[2:]) for k, v in posterior.items()
     }
@@ -365,13 +368,19 @@ def fit_marginalized(
     Pareto k and acceptance) and falls back to NUTS; "nuts" or "independence"
     force one (the latter raises when its checks fail).
 
+    When every other parameter is known (e.g. a fixed sigma), nothing is
+    sampled: the fit holds ``chains x draws`` independent draws from the exact
+    conditional posterior (``fit.info["method"] == "exact"``).
+
     ``options`` are :func:`hierax.marginal.collapsed.fit_collapsed`'s (chains, draws,
     warmup, seed, init, draw_method, the predictive groups, NUTS settings).
     """
     from .collapsed import fit_collapsed
 
-    def draw(posterior: Mapping[str, np.ndarray], key: jax.Array, _: Any) -> dict[str, Any]:
-        return draw_marginalized(plan, model._priors, posterior, key)
+    def draw(
+        posterior: Mapping[str, np.ndarray], key: jax.Array, _: Any, shape: tuple[int, int]
+    ) -> dict[str, Any]:
+        return draw_marginalized(plan, model._priors, posterior, key, shape)
 
     return fit_collapsed(
         model.model_fn,

@@ -258,9 +258,13 @@ def draw_latent(
     data: Mapping[str, Any],
     posterior: Mapping[str, np.ndarray],
     key: jax.Array,
+    shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """The latent value of every row for every posterior draw of θ: ``(chain, draw, n)``."""
-    chains, draws = next(iter(posterior.values())).shape[:2]
+    """The latent value of every row for every posterior draw of θ: ``(chain, draw, n)``.
+
+    ``shape`` is ``(chains, draws)``; needed only when ``posterior`` is empty (an exact fit).
+    """
+    chains, draws = shape if shape is not None else next(iter(posterior.values())).shape[:2]
     flat = {
         k: np.reshape(np.asarray(v), (chains * draws,) + v.shape[2:]) for k, v in posterior.items()
     }
@@ -306,9 +310,12 @@ def fit_integrated(
     from .collapsed import fit_collapsed
 
     def draw(
-        posterior: Mapping[str, np.ndarray], key: jax.Array, arrays: Mapping[str, Any]
+        posterior: Mapping[str, np.ndarray],
+        key: jax.Array,
+        arrays: Mapping[str, Any],
+        shape: tuple[int, int],
     ) -> dict[str, Any]:
-        return {plan.name: draw_latent(plan, model, arrays, posterior, key)}
+        return {plan.name: draw_latent(plan, model, arrays, posterior, key, shape)}
 
     return fit_collapsed(
         model.model_fn,

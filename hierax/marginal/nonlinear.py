@@ -967,16 +967,18 @@ def draw_marginalized(
     data: Mapping[str, Any],
     posterior: Mapping[str, np.ndarray],
     key: jax.Array,
+    shape: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every latent and deterministic site of the plain model, for every posterior draw.
 
-    ``posterior`` holds the collapsed model's latent sites, ``(chain, draw, ...)``.
+    ``posterior`` holds the collapsed model's latent sites, ``(chain, draw, ...)``;
+    ``shape`` is ``(chains, draws)``, needed only when it is empty (an exact fit).
     For each draw the marginalized coefficients are drawn exactly from their
     conditional Gaussian, mapped onto the plain model's latent sites, and the
     plain model is replayed with all latent values to compute its deterministic
     sites (``r_``, per-level values, fixed sds...).
     """
-    chains, draws = next(iter(posterior.values())).shape[:2]
+    chains, draws = shape if shape is not None else next(iter(posterior.values())).shape[:2]
     flat = {
         k: np.reshape(np.asarray(v), (chains * draws,) + v.shape[2:]) for k, v in posterior.items()
     }
@@ -1025,6 +1027,10 @@ def fit_marginalized(
     marginalized sites: their values are dropped (they are not sampled), the
     others start the mode search or the chains.
 
+    When every other parameter is known (e.g. a fixed sigma), nothing is
+    sampled: the fit holds ``chains x draws`` independent draws from the exact
+    conditional posterior (``fit.info["method"] == "exact"``).
+
     ``options`` are :func:`hierax.marginal.collapsed.fit_collapsed`'s (chains, draws,
     warmup, seed, init, draw_method, the predictive groups, NUTS settings).
     """
@@ -1033,9 +1039,12 @@ def fit_marginalized(
     collapsed = collapsed_model(plan, model)
 
     def draw(
-        posterior: Mapping[str, np.ndarray], key: jax.Array, arrays: Mapping[str, Any]
+        posterior: Mapping[str, np.ndarray],
+        key: jax.Array,
+        arrays: Mapping[str, Any],
+        shape: tuple[int, int],
     ) -> dict[str, Any]:
-        return draw_marginalized(plan, model, arrays, posterior, key)
+        return draw_marginalized(plan, model, arrays, posterior, key, shape)
 
     return fit_collapsed(
         model.model_fn,
