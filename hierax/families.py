@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from numpyro.distributions import constraints
 
 from .errors import DataError, ModelError, close_matches
 
@@ -61,6 +62,10 @@ class Family:
     links: tuple[str, ...]
     aux: Mapping[str, str] = field(default_factory=dict)
     discrete: bool = False
+
+    def support(self, name: str) -> Any:
+        """The support (a NumPyro constraint) of auxiliary parameter ``name``."""
+        return AUX_SUPPORT.get(name, constraints.positive)
 
     def likelihood(
         self,
@@ -130,6 +135,15 @@ class Family:
                 f"{y[rows[:5]].tolist()}). Choose another family or fix the data."
             )
 
+
+#: Supports of the auxiliary parameters: a scale (sigma), degrees of freedom (nu),
+#: a precision or dispersion (phi) and a gamma shape are all positive.
+AUX_SUPPORT: dict[str, Any] = {
+    "sigma": constraints.positive,
+    "nu": constraints.positive,
+    "phi": constraints.positive,
+    "shape": constraints.positive,
+}
 
 FAMILIES: dict[str, Family] = {
     "gaussian": Family(

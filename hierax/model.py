@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import xarray as xr
+from numpyro.distributions import constraints
 
 from ._device import prng_key
 from ._heap import frozen_heap
@@ -41,7 +42,7 @@ from .fit import fit as _fit
 from .formula.build import GroupOptions, auxiliary_parameters, build_model
 from .formula.design import Design, build_design, column_labels, new_data_design
 from .formula.terms import parse_formula
-from .priors import Prior, check_prior_keys, parse_prior, prior_table
+from .priors import Prior, check_prior_keys, check_support, parse_prior, prior_table
 
 __all__ = ["Model"]
 
@@ -81,7 +82,12 @@ class Model:
         terms ``(1 | g)``, ``(x | g)`` (correlated), ``(x || g)`` (uncorrelated),
         crossed ``(1 | a) + (1 | b)``, nested ``(1 | a/b)`` and ``(1 | a:b)``,
         ``offset(col)``, and on the left ``y | se(sd_y)`` (known standard errors)
-        or ``y | trials(n)`` (binomial).
+        or ``y | trials(n)`` (binomial). Terms may transform columns, in fixed and
+        group terms alike, as formulae does: ``I(x**2)`` (or ``{x**2}``),
+        ``scale(x)``, ``center(x)``, ``log(x)``, ``exp(x)``, ``sqrt(x)`` and
+        elementwise NumPy functions as ``np.log1p(x)``; ``scale`` and ``center``
+        keep the training mean and sd when predicting on new data. A categorical
+        fixed effect may have at most 100 levels: write ``(1 | c)`` for more.
     data : DataFrame or path
         The table (CSV/Parquet path or DataFrame; never modified).
     family : str
@@ -156,6 +162,11 @@ class Model:
         self.parsed = parse_formula(formula)
         self.family, self.link = get_family(family, link)
         self.design = build_design(self.table, self.parsed, self.family, dropna=dropna)
+        if priors is not None and not isinstance(priors, Mapping):
+            raise ModelError(
+                f"priors must be a dict from parameter (or class) name to prior, e.g. "
+                f"{{'sigma': 'HalfNormal(1)'}}; got {type(priors).__name__}."
+            )
         self._priors, self._prior_source = self._resolve_priors(dict(priors or {}))
         self.group_options = self._resolve_centering(centered, zero_sum)
         self.model_fn = build_model(
@@ -212,8 +223,30 @@ class Model:
             if name in user:
                 chosen, origin = user[name], "user"
             priors[name] = parse_prior(chosen, where=name)
+            self._check_prior(name, priors[name])
             source[name] = origin
         return priors, source
+
+    def _check_prior(self, name: str, prior: Prior) -> None:
+        """The prior's support must match the parameter's (on every inference path)."""
+        groups = {f"cor_{g.name}": g for g in self.design.groups}
+        if name.startswith("sd_"):
+            support = constraints.positive
+        elif name in groups:
+            support = constraints.corr_cholesky
+        elif name in self.family.aux:
+            support = self.family.support(name)
+        else:
+            support = constraints.real
+        check_support(prior, name, support)
+        if name in groups and prior.distribution is not None:
+            size = groups[name].n_coef
+            if tuple(prior.distribution.event_shape) != (size, size):
+                raise ModelError(
+                    f"prior {prior.text} for {name!r} is over {prior.distribution.event_shape} "
+                    f"matrices, but {name!r} correlates {size} coefficients "
+                    f"{list(groups[name].coef_names)}; use LKJCholesky({size}, ...) or 'LKJ(2)'."
+                )
 
     @property
     def priors(self) -> pd.DataFrame:

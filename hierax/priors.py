@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import inspect
 import math
+import numbers
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from numpyro.distributions import constraints
 
 from .errors import ModelError, close_matches
 
-__all__ = ["Prior", "DISTRIBUTIONS", "parse_prior"]
+__all__ = ["Prior", "DISTRIBUTIONS", "parse_prior", "check_support", "prior_support"]
 
 #: Distributions a prior string may name.
 DISTRIBUTIONS: dict[str, Callable[..., dist.Distribution]] = {
@@ -98,6 +99,10 @@ def _short(value: Any) -> str:
     return f"{array.item():.4g}" if array.size == 1 else f"array{array.shape}"
 
 
+#: Prior strings longer than this are refused before parsing (the parser recurses).
+MAX_PRIOR_LENGTH = 1000
+
+
 def _number(node: ast.AST, text: str, where: str) -> float:
     if (
         isinstance(node, ast.Constant)
@@ -139,8 +144,14 @@ def parse_prior(value: str | float | dist.Distribution | Prior, where: str) -> P
     """
     if isinstance(value, Prior):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return Prior(text=f"fixed at {value:g}", name="fixed", fixed=float(value))
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ModelError(
+                f"the value {number} given for {where} is not finite; give a finite number to "
+                "fix it, or a prior such as 'Normal(0, 1)' to estimate it."
+            )
+        return Prior(text=f"fixed at {number:g}", name="fixed", fixed=number)
     if isinstance(value, dist.Distribution):
         arguments = ", ".join(
             f"{key}={_short(getattr(value, key))}"
@@ -158,11 +169,16 @@ def parse_prior(value: str | float | dist.Distribution | Prior, where: str) -> P
             f"distribution, got {type(value).__name__}."
         )
     text = value.strip()
+    if len(text) > MAX_PRIOR_LENGTH:
+        raise ModelError(
+            f"the prior for {where} is {len(text)} characters long (at most "
+            f"{MAX_PRIOR_LENGTH}); write it as 'Name(arg, ...)' with numbers."
+        )
     try:
         tree = ast.parse(text, mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise ModelError(
-            f"prior {text!r} for {where} is not of the form 'Name(arg, ...)'."
+            f"prior {text!r} for {where} is not of the form 'Name(arg, ...)', e.g. 'Normal(0, 5)'."
         ) from None
     if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name)):
         raise ModelError(f"prior {text!r} for {where} is not of the form 'Name(arg, ...)'.")
@@ -172,8 +188,26 @@ def parse_prior(value: str | float | dist.Distribution | Prior, where: str) -> P
             f"unknown distribution {name!r} in the prior for {where}; choose from "
             f"{sorted(DISTRIBUTIONS)}.{close_matches(name, DISTRIBUTIONS)}"
         )
-    args = tuple(_number(arg, text, where) for arg in tree.args)
-    kwargs = tuple((kw.arg or "", _number(kw.value, text, where)) for kw in tree.keywords)
+    try:
+        args = tuple(_number(arg, text, where) for arg in tree.args)
+        kwargs = tuple((kw.arg or "", _number(kw.value, text, where)) for kw in tree.keywords)
+    except (ArithmeticError, ValueError, RecursionError) as error:
+        if isinstance(error, ModelError):
+            raise
+        problem = {
+            ZeroDivisionError: "it divides by zero",
+            OverflowError: "a number is too large for a float",
+            RecursionError: "it is nested too deeply",
+        }.get(type(error), f"{error} (e.g. log or sqrt of a negative number)")
+        raise ModelError(
+            f"cannot compute the arguments of prior {text!r} for {where}: {problem}."
+        ) from None
+    for label, number in [*((str(i + 1), a) for i, a in enumerate(args)), *kwargs]:
+        if not math.isfinite(number):
+            raise ModelError(
+                f"prior {text!r} for {where}: argument {label} is {number}, but the arguments "
+                "must be finite numbers."
+            )
     prior = Prior(text=text, name=name, args=args, kwargs=kwargs)
     try:
         check_arguments(prior)
@@ -233,12 +267,139 @@ def check_arguments(prior: Prior) -> None:
             )
 
 
+def prior_support(prior: Prior) -> Any:
+    """The support of ``prior`` as a NumPyro constraint, without building the distribution.
+
+    Distributions whose support depends on their arguments (Uniform,
+    LogUniform, TruncatedNormal) get it from the parsed arguments, so that no
+    JAX program is compiled.
+    """
+    if prior.distribution is not None:
+        return prior.distribution.support
+    if prior.fixed is not None:
+        return None
+    if prior.name == "LKJ":
+        return constraints.corr_cholesky
+    factory = DISTRIBUTIONS[prior.name]
+    bound = inspect.signature(factory).bind(*prior.args, **dict(prior.kwargs))
+    bound.apply_defaults()
+    given = bound.arguments
+    if prior.name in ("Uniform", "LogUniform"):
+        low = given.get("low", 0.0 if prior.name == "Uniform" else None)
+        high = given.get("high", 1.0 if prior.name == "Uniform" else None)
+        return constraints.interval(low, high)
+    if prior.name == "TruncatedNormal":
+        low, high = given.get("low"), given.get("high")
+        low = None if low is None or low == -math.inf else low
+        high = None if high is None or high == math.inf else high
+        if low is not None and high is not None:
+            return constraints.interval(low, high)
+        if low is not None:
+            return constraints.greater_than(low)
+        if high is not None:
+            return constraints.less_than(high)
+        return constraints.real
+    support: Any = factory.support  # type: ignore[attr-defined]  # a class attribute of the rest
+    return support
+
+
+def _bounds(constraint: Any) -> tuple[float, float]:
+    low = getattr(constraint, "lower_bound", -math.inf)
+    high = getattr(constraint, "upper_bound", math.inf)
+    return float(np.min(np.asarray(low, dtype=float))), float(np.max(np.asarray(high, dtype=float)))
+
+
+def describe_support(constraint: Any) -> str:
+    """A support in words: 'real', 'positive', '[0, 5]', 'correlation Cholesky factors'."""
+    if constraint is constraints.real:
+        return "real"
+    if isinstance(constraint, type(constraints.corr_cholesky)):
+        return "correlation Cholesky factors"
+    if constraint is constraints.positive:
+        return "positive"
+    if constraint is constraints.nonnegative:
+        return "non-negative"
+    if getattr(constraint, "event_dim", 0) != 0 or getattr(constraint, "is_discrete", False):
+        return str(constraint)
+    low, high = _bounds(constraint)
+    if math.isinf(low) and math.isinf(high):
+        return "real"
+    if math.isinf(high):
+        return f"> {low:g}"
+    if math.isinf(low):
+        return f"< {high:g}"
+    return f"[{low:g}, {high:g}]"
+
+
+def _advice(prior: Prior, support: Any) -> str:
+    if isinstance(support, type(constraints.corr_cholesky)):
+        return "use LKJ(eta), e.g. LKJ(2)."
+    if support is constraints.positive:
+        scale = 1.0
+        arguments = dict(zip(("loc", "scale"), prior.args, strict=False)) | dict(prior.kwargs)
+        if prior.name in ("Normal", "Cauchy", "Laplace", "Logistic") and "scale" in arguments:
+            scale = abs(arguments["scale"])
+        return (
+            f"use a prior on positive numbers such as HalfNormal({scale:g}), Exponential(1), "
+            f"Gamma(2, 0.1) or TruncatedNormal(0, {scale:g}, low=0)."
+        )
+    return "use a prior whose support is inside the parameter's."
+
+
+def check_support(prior: Prior, where: str, support: Any) -> None:
+    """Raise a :class:`ModelError` unless ``prior`` lives on ``support``.
+
+    ``support`` is the parameter's NumPyro constraint: ``constraints.real``
+    (coefficients), ``constraints.positive`` (standard deviations, sigma,
+    shape and precision parameters) or ``constraints.corr_cholesky``
+    (correlations). A prior must put all its mass inside that support: on a
+    positive parameter HalfNormal, Exponential, Gamma, LogNormal,
+    Uniform(0, 5) or TruncatedNormal(0, 1, low=0) are fine, Normal(0, 1) or
+    Uniform(-1, 5) are not. A number fixing the parameter must lie inside it.
+    """
+    wanted = describe_support(support)
+    correlation = isinstance(support, type(constraints.corr_cholesky))
+    if prior.fixed is not None:
+        if correlation:
+            raise ModelError(
+                f"{where!r} is fixed at {prior.fixed:g}, but a correlation cannot be fixed to "
+                "a number; give it a prior instead, e.g. LKJ(2)."
+            )
+        low, high = _bounds(support)
+        if not low < prior.fixed < high:
+            raise ModelError(
+                f"{where!r} is fixed at {prior.fixed:g}, but {where!r} must be {wanted}; fix it "
+                "at a value in that range or give it a prior."
+            )
+        return
+    given = prior_support(prior)
+    if correlation:
+        fits = isinstance(given, type(constraints.corr_cholesky))
+    elif getattr(given, "event_dim", 0) != 0 or getattr(given, "is_discrete", False):
+        fits = False
+    else:
+        low, high = _bounds(given)
+        wanted_low, wanted_high = _bounds(support)
+        fits = low >= wanted_low and high <= wanted_high
+    if not fits:
+        raise ModelError(
+            f"prior {prior.text} for {where!r} has support {describe_support(given)} but "
+            f"{where!r} must be {wanted}; {_advice(prior, support)}"
+        )
+
+
 def stack_priors(priors: list[Prior], where: str) -> dist.Distribution:
     """One vector distribution from per-coefficient priors of the same family.
 
     ``[Normal(0, 1), Normal(0, 5)]`` becomes ``Normal([0, 0], [1, 5]).to_event(1)``.
     """
     first = priors[0]
+    if any(p.fixed is not None for p in priors):
+        raise ModelError(
+            f"the coefficients of {where} are sampled as one vector and cannot be fixed to "
+            "numbers one by one; give them distributions (e.g. Normal(1, 0.001) to pin one "
+            "down), or recode the term."
+        )
     if all(p.text == first.text for p in priors):
         base = first.build()
         return base.expand([len(priors)]).to_event(1)

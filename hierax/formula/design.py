@@ -19,6 +19,14 @@ import pandas as pd
 from ..data import factorize
 from ..errors import DataError, ModelError, close_matches
 from ..families import Family
+from .checks import (
+    check_collinear,
+    check_finite_terms,
+    check_levels,
+    check_trials,
+    check_value_types,
+    evaluate,
+)
 from .terms import GroupTerm, ParsedFormula
 
 
@@ -76,8 +84,9 @@ class Design:
 
 
 def _safe_name(text: str) -> str:
-    """Variable names without characters NetCDF drops (':' in interactions)."""
-    return text.replace(":", "_").replace(" ", "")
+    """Variable names NetCDF accepts: ':' (interactions) -> '_', '/' (as in ``I(x/2)``,
+    HDF5's group separator) -> '_div_', no spaces."""
+    return text.replace(":", "_").replace(" ", "").replace("/", "_div_")
 
 
 def column_labels(matrix: Any) -> list[str]:
@@ -96,12 +105,9 @@ def used_columns(parsed: ParsedFormula) -> list[str]:
     for extra in (parsed.se, parsed.trials, *parsed.offsets):
         if extra:
             columns.append(extra)
-    fixed = parsed.fixed
-    if fixed.strip() not in ("0", "1", "-1"):
-        columns += sorted(fm.model_description(fixed).var_names)
+    columns += _expression_columns(parsed.fixed)
     for term in parsed.groups:
-        if term.expr.strip() not in ("0", "1"):
-            columns += sorted(fm.model_description(term.expr).var_names)
+        columns += _expression_columns(term.expr)
         columns += list(term.factors)
     seen: list[str] = []
     for column in columns:
@@ -110,7 +116,24 @@ def used_columns(parsed: ParsedFormula) -> list[str]:
     return seen
 
 
-def _check_columns(table: pd.DataFrame, columns: list[str], dropna: bool) -> pd.DataFrame:
+def _expression_columns(expr: str) -> list[str]:
+    """The variables an expression names (formulae reports a literal such as 2 in
+    ``I(x**2)`` as an empty name, and callees like ``np.log`` not at all)."""
+    if expr.strip() in ("", "0", "1", "-1"):
+        return []
+    return sorted(name for name in fm.model_description(expr).var_names if name)
+
+
+def _value_columns(parsed: ParsedFormula) -> list[str]:
+    """The columns used as numbers or predictors (not the grouping factors)."""
+    factors = {factor for term in parsed.groups for factor in term.factors}
+    values = [c for c in used_columns(parsed) if c not in factors]
+    return values + [c for c in _expression_columns(parsed.fixed) if c in factors]
+
+
+def _check_columns(
+    table: pd.DataFrame, columns: list[str], dropna: bool, value_columns: list[str] | None = None
+) -> pd.DataFrame:
     if table.shape[0] == 0:
         raise DataError("the data table is empty; a formula model needs at least one row.")
     missing = [c for c in columns if c not in table.columns]
@@ -120,10 +143,11 @@ def _check_columns(table: pd.DataFrame, columns: list[str], dropna: bool) -> pd.
             f"column(s) {missing} used in the formula are not in the data (columns: "
             f"{list(table.columns)}).{hints}"
         )
+    check_value_types(table, columns if value_columns is None else value_columns)
     bad_rows = np.zeros(len(table), dtype=bool)
     for column in columns:
         values = table[column]
-        if pd.api.types.is_numeric_dtype(values):
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_complex_dtype(values):
             bad = ~np.isfinite(values.to_numpy(dtype=float))
         else:
             bad = values.isna().to_numpy()
@@ -154,7 +178,7 @@ def _column(table: pd.DataFrame, name: str) -> np.ndarray:
     return values.to_numpy(dtype=float)
 
 
-def _group_block(table: pd.DataFrame, term: GroupTerm) -> GroupBlock:
+def _group_block(table: pd.DataFrame, term: GroupTerm, formula: str) -> GroupBlock:
     for factor in term.factors:
         column = table[factor]
         if isinstance(column.dtype, pd.CategoricalDtype):
@@ -176,8 +200,16 @@ def _group_block(table: pd.DataFrame, term: GroupTerm) -> GroupBlock:
             "group term needs at least two levels. Remove the term or check the column."
         )
     expr = term.expr.strip()
-    matrix = fm.design_matrices(expr if expr not in ("", "1") else "1", table).common
+    if expr not in ("", "1"):
+        check_levels(expr, table, formula, f"group term ({expr} | {':'.join(term.factors)})")
+    matrix = evaluate(expr if expr not in ("", "1") else "1", table, formula)
+    if matrix is None:  # "(0 | g)"
+        raise ModelError(
+            f"the group term ({expr} | {':'.join(term.factors)}) of formula {formula!r} has "
+            "no columns; remove it."
+        )
     Z = np.asarray(matrix.design_matrix, dtype=float)
+    check_finite_terms(matrix, Z, table, formula, f"group term of {term.name!r}")
     coef_names = tuple(column_labels(matrix))
     return GroupBlock(
         term=term,
@@ -195,7 +227,8 @@ def build_design(
     table: pd.DataFrame, parsed: ParsedFormula, family: Family, *, dropna: bool = False
 ) -> Design:
     """Validate the table and build the arrays of the formula model."""
-    table = _check_columns(table, used_columns(parsed), dropna)
+    formula = parsed.text or f"{parsed.response} ~ {parsed.fixed}"
+    table = _check_columns(table, used_columns(parsed), dropna, _value_columns(parsed))
     y = _column(table, parsed.response)
     trials = _column(table, parsed.trials) if parsed.trials else None
     if family.name == "binomial" and trials is None:
@@ -203,6 +236,13 @@ def build_design(
             f"the binomial family needs the number of trials: write "
             f"'{parsed.response} | trials(n) ~ ...' with a column n."
         )
+    if trials is not None:
+        if family.name != "binomial":
+            raise ModelError(
+                f"trials({parsed.trials}) in {formula!r} is for the binomial family, but the "
+                f"family is {family.name}; remove it or use family='binomial'."
+            )
+        check_trials(trials, str(parsed.trials), table.index)
     family.check_response(y, parsed.response, trials)
     se = _column(table, parsed.se) if parsed.se else None
     if se is not None and np.any(se <= 0):
@@ -213,11 +253,13 @@ def build_design(
         values = _column(table, name)
         offset = values if offset is None else offset + values
 
-    fixed_matrix = fm.design_matrices(parsed.fixed, table).common
+    check_levels(parsed.fixed, table, formula, "fixed effects")
+    fixed_matrix = evaluate(parsed.fixed, table, formula)
     if fixed_matrix is None:  # "0 + (1 | g)": no fixed effects at all
         X = np.zeros((len(table), 0))
     else:
         X = np.asarray(fixed_matrix.design_matrix, dtype=float)
+        check_finite_terms(fixed_matrix, X, table, formula, "fixed effects")
     fixed_terms: list[FixedTerm] = []
     intercept = False
     for name, columns in (fixed_matrix.slices if fixed_matrix is not None else {}).items():
@@ -227,9 +269,9 @@ def build_design(
         term = fixed_matrix.terms[name]
         labels = tuple(getattr(term, "labels", None) or [name])
         fixed_terms.append(FixedTerm(_safe_name(name), columns, labels))
-    _check_collinear(X, fixed_matrix)
+    check_collinear(X, column_labels(fixed_matrix), formula)
 
-    groups = [_group_block(table, term) for term in parsed.groups]
+    groups = [_group_block(table, term, formula) for term in parsed.groups]
     names = [g.name for g in groups]
     for name in set(names):
         if names.count(name) > 1:
@@ -251,40 +293,22 @@ def build_design(
     )
 
 
-def _check_collinear(X: np.ndarray, matrix: Any) -> None:
-    if X.shape[1] == 0:
-        return
-    rank = np.linalg.matrix_rank(X)
-    if rank < X.shape[1]:
-        labels = column_labels(matrix)
-        # name the columns that are linear combinations of the ones before them
-        culprits = []
-        for j in range(1, X.shape[1]):
-            if np.linalg.matrix_rank(X[:, : j + 1]) <= np.linalg.matrix_rank(X[:, :j]):
-                culprits.append(labels[j] if j < len(labels) else str(j))
-        raise ModelError(
-            f"the fixed-effects columns are collinear (rank {rank} < {X.shape[1]} columns): "
-            f"{culprits} can be written as combinations of earlier columns. Remove them from "
-            "the formula."
-        )
-
-
 def new_data_design(design: Design, table: pd.DataFrame, allow_new_levels: bool) -> dict[str, Any]:
     """Arrays for prediction on new rows, coded like the training data.
 
     Unseen levels of a group factor raise (naming the factor and levels) unless
     ``allow_new_levels``; their index is then -1 (effects drawn from the population).
     """
-    needed = [c for c in used_columns(design.parsed) if c not in (design.parsed.response,)]
-    table = _check_columns(table, needed, dropna=False)
-    try:
-        X = (
-            np.zeros((len(table), 0))
-            if design.fixed_matrix is None
-            else np.asarray(design.fixed_matrix.evaluate_new_data(table).design_matrix, dtype=float)
-        )
-    except ValueError as error:
-        raise DataError(f"cannot code the new data like the training data: {error}") from None
+    parsed = design.parsed
+    needed = [c for c in used_columns(parsed) if c not in (parsed.response,)]
+    values = [c for c in _value_columns(parsed) if c != parsed.response]
+    table = _check_columns(table, needed, dropna=False, value_columns=values)
+    formula = parsed.text
+    X = (
+        np.zeros((len(table), 0))
+        if design.fixed_matrix is None
+        else _new_values(design.fixed_matrix, table, formula, "fixed effects")
+    )
     arrays: dict[str, Any] = {"X": X}
     for group in design.groups:
         if len(group.term.factors) == 1:
@@ -302,13 +326,32 @@ def new_data_design(design: Design, table: pd.DataFrame, allow_new_levels: bool)
                 "the population distribution."
             )
         arrays[f"index_{group.name}"] = index
-        arrays[f"Z_{group.name}"] = np.asarray(
-            group.expr_matrix.evaluate_new_data(table).design_matrix, dtype=float
+        arrays[f"Z_{group.name}"] = _new_values(
+            group.expr_matrix, table, formula, f"group term of {group.term.name!r}"
         )
-    if design.parsed.offsets:
-        arrays["offset"] = sum(_column(table, name) for name in design.parsed.offsets)
-    if design.parsed.trials:
-        arrays["trials"] = _column(table, design.parsed.trials)
-    if design.parsed.se:
-        arrays["se"] = _column(table, design.parsed.se)
+    if parsed.offsets:
+        arrays["offset"] = sum(_column(table, name) for name in parsed.offsets)
+    if parsed.trials:
+        arrays["trials"] = _column(table, parsed.trials)
+        check_trials(arrays["trials"], parsed.trials, table.index)
+    if parsed.se:
+        arrays["se"] = _column(table, parsed.se)
     return arrays
+
+
+def _new_values(matrix: Any, table: pd.DataFrame, formula: str, what: str) -> np.ndarray:
+    """A training design matrix evaluated on new rows (stateful transforms such as
+    ``scale(x)`` keep the training mean and sd), checked to be finite."""
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            new = matrix.evaluate_new_data(table)
+    except (ValueError, KeyError, TypeError) as error:
+        detail = " ".join(str(error).split())
+        raise DataError(
+            f"cannot code the new data like the training data for the {what} of {formula!r}: "
+            f"{detail}"
+        ) from None
+    values = np.asarray(new.design_matrix, dtype=float)
+    check_finite_terms(new, values, table, formula, what)
+    return values
