@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
 import tomllib
+import traceback
 import warnings
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 
 from . import interrupt
-from ._files import atomic_write
+from ._files import atomic_write, check_output_folder
 from .calibration.cli import add_calibration_commands
 from .errors import ConvergenceWarning, HieraxError, ModelError, close_matches
 
@@ -33,6 +35,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
 )
 SUMMARY_COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "r_hat"]
+#: Exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -46,7 +50,7 @@ def _demo(args: argparse.Namespace) -> int:
     for name in names:
         if name not in examples.ALL_NAMES:
             examples.get(name)  # raises with close matches
-    out = Path(args.out)
+    out = check_output_folder(Path(args.out))  # fails now, not after the first fit
     total_started = time.perf_counter()
     for name in names:
         module = examples.get(name)
@@ -158,16 +162,21 @@ def _print_summary(result: Fit, names: Sequence[str]) -> None:
 
 # ------------------------------------------------------------------------- fit
 def _spec_with_overrides(spec: Spec, args: argparse.Namespace) -> Spec:
+    """The spec with the command line's sampler options, checked (ModelError names the option)."""
+    from .sampling import check_run_options
+
     sampler = spec.sampler
     draws, warmup = sampler.draws, sampler.warmup
     if args.quick:
         draws, warmup = max(draws // 2, 1), warmup // 2
-    return spec.with_sampler(
-        draws=args.draws if args.draws is not None else draws,
-        warmup=args.warmup if args.warmup is not None else warmup,
-        chains=args.chains,
-        seed=args.seed,
-    )
+    overrides = {
+        "draws": args.draws if args.draws is not None else draws,
+        "warmup": args.warmup if args.warmup is not None else warmup,
+        "chains": args.chains,
+        "seed": args.seed,
+    }
+    checked = check_run_options({k: v for k, v in overrides.items() if v is not None})
+    return spec.with_sampler(**checked)
 
 
 def _interrupted(stage: str, written: Sequence[Path], out: Path) -> int:
@@ -184,7 +193,16 @@ def _interrupted(stage: str, written: Sequence[Path], out: Path) -> int:
             f"to {out}/.",
             file=sys.stderr,
         )
-    return 130
+    return INTERRUPTED
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a folder this command created when nothing was written into it."""
+    try:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    except OSError:
+        pass
 
 
 def _fit_command(args: argparse.Namespace) -> int:
@@ -194,6 +212,8 @@ def _fit_command(args: argparse.Namespace) -> int:
     spec = _spec_with_overrides(load_spec(args.spec), args)
     out = Path(args.out) if args.out else spec.output.folder
     model = build_model(spec)  # every data and model error comes before sampling
+    created = not out.exists()
+    check_output_folder(out)  # a folder that cannot be written fails now, not after sampling
     sampler = spec.sampler
     print(f"== {spec.title or spec.source}\n{model!r}")
     print(
@@ -223,7 +243,13 @@ def _fit_command(args: argparse.Namespace) -> int:
             if page is not None:
                 written.append(page)
     except KeyboardInterrupt:
+        if created and not written:
+            _remove_if_empty(out)
         return _interrupted(stage, written, out)
+    except BaseException:
+        if created and not written:
+            _remove_if_empty(out)
+        raise
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
@@ -251,10 +277,14 @@ def _predict_command(args: argparse.Namespace) -> int:
     """``hierax predict fit.nc new.csv --out pred.csv``."""
     from .data import read_table
     from .fit import load
-    from .spec import build_model, predict_frame, spec_from_fit
+    from .spec import SpecError, build_model, predict_frame, spec_from_fit
 
     result = load(args.fit)
-    spec = spec_from_fit(result, where=repr(str(args.fit)))
+    spec = spec_from_fit(result, where=repr(str(args.fit)), trust=args.trust_file)
+    if spec.model.function is not None:  # known without importing anything
+        raise SpecError(
+            "predict works for linear formula models; this fit's spec names a model function."
+        )
     new_table = read_table(args.new)
     model = build_model(spec)
     frame = predict_frame(
@@ -379,6 +409,14 @@ def _add_result_parsers(commands: Any) -> None:
         "--allow-new-levels", action="store_true", help="new group levels get population draws"
     )
     predict.add_argument("--seed", type=int, default=0, help="seed of response draws")
+    predict.add_argument(
+        "--trust-file",
+        action="store_true",
+        help="allow importing the Python modules that the spec recorded in fit.nc names "
+        "(model function, [model.functions], init). A fit file is data: without this flag "
+        "hierax refuses to import code named in it, since a changed file could run any code. "
+        "Pass it only for files you made or whose author you trust.",
+    )
     predict.set_defaults(handler=_predict_command)
 
     report = commands.add_parser(
@@ -458,24 +496,52 @@ def _message(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+def _exit_now(code: int) -> NoReturn:
+    """End the process at once, without Python's shutdown.
+
+    After Ctrl-C, sampling may still run in XLA's threads (a compiled program in
+    flight cannot be cancelled); Python's shutdown would wait for it, or crash
+    tearing JAX down under it. Every file was written atomically, and the
+    temporary files of an interrupted write are already removed.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``hierax`` command; returns its exit code.
+
+    Run as the command (``argv`` None), a command stopped by Ctrl-C ends the
+    process at once with exit code 130 (see :func:`_exit_now`); called with
+    ``argv`` (from Python), it returns 130.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from ._runtime import enable_compilation_cache
 
     enable_compilation_cache()  # a repeated command skips XLA compilation
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
     except USER_ERRORS as error:
         if args.debug:
             raise
         print(f"hierax: error: {_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if args.debug:
+        if not args.debug:
+            print("hierax: interrupted; files already written are complete.", file=sys.stderr)
+        elif argv is not None:
             raise
-        print("hierax: interrupted; files already written are complete.", file=sys.stderr)
-        return 130
+        else:
+            traceback.print_exc()
+        code = INTERRUPTED
+    if code == INTERRUPTED and argv is None:
+        _exit_now(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def check_convergence(
                 )
             )
 
-    stats = idata["sample_stats"]
+    stats = idata["sample_stats"] if "sample_stats" in idata.groups() else {}
     if "diverging" in stats:
         diverging = np.asarray(stats["diverging"])
         n_div = int(diverging.sum())

@@ -8,52 +8,129 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ._files import unreadable_reason
 from .errors import DataError, close_matches
 
 __all__ = ["read_table", "factorize", "validate_model_data"]
 
 
-def read_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """Read a CSV or Parquet file (or pass a DataFrame through unchanged).
+def read_table(source: str | Path | pd.DataFrame | Mapping[str, Any]) -> pd.DataFrame:
+    """Read a CSV or Parquet file, or take a DataFrame or a dict of columns.
 
     Parameters
     ----------
-    source : str, Path or DataFrame
-        A ``.csv``, ``.tsv``, ``.parquet``/``.pq`` file, or a DataFrame.
+    source : str, Path, DataFrame or dict
+        A ``.csv``, ``.tsv``, ``.parquet``/``.pq`` file, a DataFrame, or a dict
+        mapping column names to equally long lists or arrays.
 
     Returns
     -------
     DataFrame
         The table; a DataFrame argument is returned as is (never modified).
+
+    Raises
+    ------
+    DataError
+        The file does not exist, is a folder, cannot be read or is not a table of
+        its type (the message names it), has no rows, or ``source`` is of
+        another type.
     """
     if isinstance(source, pd.DataFrame):
         return source
+    if isinstance(source, Mapping):
+        return _table_from_columns(source)
+    if not isinstance(source, str | PathLike):
+        raise DataError(
+            "the data must be a pandas DataFrame, a dict of columns (name -> list or array) "
+            f"or the path of a CSV, TSV or Parquet file, got {type(source).__name__}."
+        )
     path = Path(source)
-    if not path.exists():
-        raise DataError(f"data file {str(path)!r} does not exist.")
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise DataError(f"data file {str(path)!r} {reason}.")
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        table = pd.read_parquet(path)
-    elif suffix in (".tsv", ".tab"):
-        table = pd.read_csv(path, sep="\t")
-    elif suffix == ".csv":
-        try:
-            table = pd.read_csv(path)
-        except pd.errors.EmptyDataError:
-            raise DataError(f"data file {str(path)!r} is empty.") from None
-    else:
+    if suffix not in _READERS:
         raise DataError(
             f"cannot read {str(path)!r}: unknown file type {suffix!r}; use .csv, .tsv or .parquet."
         )
+    kind, reader = _READERS[suffix]
+    try:
+        table = reader(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file {str(path)!r} is empty.") from None
+    except ImportError:
+        raise  # no Parquet engine: the caller says which package to install
+    except (ValueError, OSError, pd.errors.ParserError) as error:  # also Arrow's errors
+        raise DataError(
+            f"data file {str(path)!r} cannot be read as {kind} ({type(error).__name__}: "
+            f"{_first_line(error)}); is it really a {kind} file?"
+        ) from None
     if table.empty:
         raise DataError(f"data file {str(path)!r} has no rows.")
     return table
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def _read_tsv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+#: Table readers by file suffix: (what the file should be, reader).
+_READERS: dict[str, tuple[str, Callable[[Path], pd.DataFrame]]] = {
+    ".parquet": ("Parquet", _read_parquet),
+    ".pq": ("Parquet", _read_parquet),
+    ".tsv": ("TSV (tab-separated text)", _read_tsv),
+    ".tab": ("TSV (tab-separated text)", _read_tsv),
+    ".csv": ("CSV (comma-separated text)", _read_csv),
+}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _table_from_columns(columns: Mapping[str, Any]) -> pd.DataFrame:
+    """A DataFrame from a dict of columns, with a message naming the column at fault."""
+    lengths = {str(name): _column_length(value) for name, value in columns.items()}
+    scalars = [name for name, length in lengths.items() if length is None]
+    if scalars:
+        raise DataError(
+            f"a dict of columns must map each column name to a list or array; {scalars} "
+            "hold(s) a single value: wrap it in a list (e.g. {'x': [1.0]})."
+        )
+    if len(set(lengths.values())) > 1:
+        raise DataError(
+            f"the columns of the dict have different lengths {lengths}; every column needs "
+            "one value per row."
+        )
+    try:
+        table = pd.DataFrame(dict(columns))
+    except (ValueError, TypeError) as error:
+        raise DataError(f"cannot make a table from the dict of columns: {error}.") from None
+    if table.empty:
+        raise DataError("the dict of columns has no rows.")
+    return table
+
+
+def _column_length(value: Any) -> int | None:
+    if isinstance(value, str | bytes) or np.ndim(value) == 0:
+        return None
+    return len(value)
 
 
 def factorize(values: Any, name: str = "group") -> tuple[np.ndarray, list[Any]]:

@@ -15,9 +15,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from . import __version__, interrupt
 from ._device import prng_key
-from ._files import atomic_write
+from ._files import atomic_write, unreadable_reason
 from ._heap import frozen_heap
 from .convergence import Finding, format_findings
 from .diagnose import fit_dependencies
@@ -32,7 +32,7 @@ from .results import (
     prior_draws,
 )
 from .results import posterior_predictive as _posterior_predictive
-from .sampling import ChainMethod, PreconditionOption, prepare, run_nuts
+from .sampling import ChainMethod, PreconditionOption, check_run_options, prepare, run_nuts
 
 if TYPE_CHECKING:
     from .diagnose import Diagnosis
@@ -181,7 +181,10 @@ class Fit:
     @property
     def divergences(self) -> int:
         """Number of divergent transitions after warmup."""
-        return int(np.asarray(self.idata["sample_stats"]["diverging"]).sum())
+        if "sample_stats" not in self.idata.groups():
+            return 0  # a file with a posterior only
+        stats = self.idata["sample_stats"]
+        return int(np.asarray(stats["diverging"]).sum()) if "diverging" in stats else 0
 
     # -------------------------------------------------------------- predictive
     def _require_model(self, what: str) -> None:
@@ -244,14 +247,19 @@ class Fit:
 
     # ----------------------------------------------------------------- saving
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the InferenceData to NetCDF atomically (a crash leaves no partial file)."""
+        """Write the InferenceData to NetCDF atomically (a crash leaves no partial file).
+
+        Ctrl-C during the save raises ``KeyboardInterrupt`` and leaves ``path``
+        as it was (no partial or corrupt file).
+        """
         path = Path(path)
-        if self.model_fn is not None:
-            # the model's structure, for diagnosing the fit after it is loaded again
-            fit_dependencies(self)
-        idata = self.idata.copy()
-        idata["posterior"].attrs[_INFO_ATTR] = json.dumps(_jsonable(self.info))
-        atomic_write(path, lambda temporary: idata.to_netcdf(str(temporary), engine="h5netcdf"))
+        with interrupt.stop_on_interrupt():  # a Ctrl-C swallowed by h5py is raised again
+            if self.model_fn is not None:
+                # the model's structure, for diagnosing the fit after it is loaded again
+                fit_dependencies(self)
+            idata = self.idata.copy()
+            idata["posterior"].attrs[_INFO_ATTR] = json.dumps(_jsonable(self.info))
+            atomic_write(path, lambda temporary: idata.to_netcdf(str(temporary), engine="h5netcdf"))
         return path
 
     # ------------------------------------------------------------------ display
@@ -291,10 +299,28 @@ def _jsonable(value: Any) -> Any:
 
 
 def load(path: str | os.PathLike[str]) -> Fit:
-    """Open a fit saved with :meth:`Fit.save` (or any ArviZ NetCDF file with a posterior)."""
+    """Open a fit saved with :meth:`Fit.save` (or any ArviZ NetCDF file with a posterior).
+
+    Only the posterior group is required; a file without sample statistics
+    (divergences, tree depths) opens too, and its diagnosis checks what the
+    draws alone can show (R-hat, ESS). Loading reads data only: nothing named
+    in the file is imported or run.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    FileFormatError
+        ``path`` is a folder, cannot be read, is not a NetCDF InferenceData file,
+        has no posterior group, or its hierax information is corrupt; the
+        message names the file.
+    """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {str(path)!r}")
+    reason = unreadable_reason(path)
+    if reason == "does not exist":
+        raise FileNotFoundError(f"no such file: {str(path)!r} (the fit file does not exist).")
+    if reason is not None:
+        raise FileFormatError(f"fit file {str(path)!r} {reason}.")
     try:
         idata = az.from_netcdf(path, engine="h5netcdf")
     except Exception as error:
@@ -303,9 +329,66 @@ def load(path: str | os.PathLike[str]) -> Fit:
         ) from error
     if "posterior" not in idata.groups():
         raise FileFormatError(f"{str(path)!r} holds no posterior group; it is not a saved fit.")
-    raw = idata["posterior"].attrs.pop(_INFO_ATTR, None)
-    info = json.loads(raw) if isinstance(raw, str) else {}
-    return Fit(idata, info=info)
+    posterior = idata["posterior"]
+    if "chain" not in posterior.dims or "draw" not in posterior.dims or not posterior.data_vars:
+        raise FileFormatError(
+            f"the posterior group of {str(path)!r} has no variables with dims (chain, draw); "
+            "it is not a saved fit."
+        )
+    info = _read_info(posterior.attrs.pop(_INFO_ATTR, None), path)
+    try:
+        return Fit(idata, info=info)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise FileFormatError(
+            f"{str(path)!r} cannot be read as a fit ({type(error).__name__}: {error}); "
+            "it was not written by Fit.save, or was changed since."
+        ) from error
+
+
+#: Types of the entries of ``fit.info`` that hierax reads back from a saved fit.
+_INFO_TYPES: dict[str, tuple[type, ...]] = {
+    "max_tree_depth": (int,),
+    "seed": (int,),
+    "chains": (int,),
+    "draws": (int,),
+    "warmup": (int,),
+    "title": (str,),
+    "model": (str,),
+    "latent_sites": (list,),
+    "observed_sites": (list,),
+    "marginalized": (list,),
+    "description": (dict,),
+    "dependencies": (dict,),
+    "spec": (dict,),
+    "preparation_seconds": (int, float),
+    "sampling_seconds": (int, float),
+}
+
+
+def _read_info(raw: Any, path: Path) -> dict[str, Any]:
+    """The ``hierax_info`` attribute of a saved fit: a JSON object with entries of known types."""
+    if raw is None:
+        return {}
+    where = f"the {_INFO_ATTR!r} attribute of {str(path)!r}"
+    try:
+        info = json.loads(raw) if isinstance(raw, str | bytes) else None
+    except ValueError as error:
+        raise FileFormatError(
+            f"{where} is not valid JSON ({error}); the file is corrupt."
+        ) from None
+    if not isinstance(info, dict):
+        raise FileFormatError(
+            f"{where} must be a JSON object, got {type(info if info is not None else raw).__name__}; "
+            "the file is corrupt."
+        )
+    for key, types in _INFO_TYPES.items():
+        value = info.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            expected = " or ".join(t.__name__ for t in types)
+            raise FileFormatError(
+                f"{where}: entry {key!r} must be {expected}, got {value!r}; the file is corrupt."
+            )
+    return info
 
 
 @frozen_heap()
@@ -343,9 +426,12 @@ def fit(
         checked for NaN/inf and emptiness before anything is compiled.
     chains, draws, warmup : int
         Number of chains, retained draws per chain and warmup iterations per chain.
+        Run options are checked before anything is built (see
+        :func:`hierax.sampling.check_run_options`): a :class:`~hierax.errors.ModelError`
+        names the option at fault.
     seed : int, optional
-        Seed of every random choice; the same seed gives the same draws. A random
-        seed is chosen (and recorded in ``fit.info``) when omitted.
+        Seed of every random choice (a whole number >= 0); the same seed gives the
+        same draws. A random seed is chosen (and recorded in ``fit.info``) when omitted.
     target_accept : float
         NUTS target acceptance probability; raise it (0.9-0.99) against divergences.
     init : dict or list of dict, optional
@@ -397,6 +483,22 @@ def fit(
     >>> result = hx.fit(model, {"y": np.array([0.1, -0.3, 0.4])}, seed=1)  # doctest: +SKIP
     >>> result.summary()  # doctest: +SKIP
     """
+    options = check_run_options(
+        {
+            "chains": chains,
+            "draws": draws,
+            "warmup": warmup,
+            "seed": seed,
+            "target_accept": target_accept,
+            "max_tree_depth": max_tree_depth,
+            "multistart": multistart,
+            "precondition": precondition,
+            "chain_method": chain_method,
+        }
+    )
+    chains, draws, warmup = options["chains"], options["draws"], options["warmup"]
+    seed, target_accept = options["seed"], options["target_accept"]
+    max_tree_depth, multistart = options["max_tree_depth"], options["multistart"]
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
     cleaned, info, data_dims = prepare(model_fn, data, coords=coords, dims=dims)

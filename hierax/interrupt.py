@@ -1,13 +1,16 @@
 """Ctrl-C that is not lost.
 
 Python turns SIGINT into a ``KeyboardInterrupt`` raised in whatever code runs
-next. When that code is a garbage-collection callback (JAX registers one) or a
+next. When that code is a garbage-collection callback (JAX registers one), a
+weak-reference callback (h5py's, while a NetCDF file is written) or a
 ``__del__`` method, Python prints "Exception ignored" and carries on: the
-interrupt is lost, and a command asked to stop samples to the end. The command
-line therefore records the request (:func:`stop_on_interrupt`), and the long
-loops of the samplers call :func:`check` between their steps, which raises
-``KeyboardInterrupt`` again once a stop was requested. Outside
-:func:`stop_on_interrupt` (a notebook, a script) nothing changes.
+interrupt is lost, and a command asked to stop samples to the end, a script
+asked to stop during ``fit.save`` goes on. Code that must not lose a Ctrl-C
+therefore runs inside :func:`stop_on_interrupt`, which records the request;
+the long loops of the samplers call :func:`check` between their steps, which
+raises ``KeyboardInterrupt`` again once a stop was requested, and leaving the
+block raises it too if nobody did. Outside :func:`stop_on_interrupt` nothing
+changes.
 """
 
 from __future__ import annotations
@@ -25,8 +28,13 @@ _requested = False
 
 
 def check() -> None:
-    """Raise ``KeyboardInterrupt`` if a stop was requested (a cheap flag test)."""
+    """Raise ``KeyboardInterrupt`` if a stop was requested (a cheap flag test).
+
+    The request is delivered once: after raising, the flag is cleared.
+    """
+    global _requested
     if _requested:
+        _requested = False
         raise KeyboardInterrupt
 
 
@@ -41,9 +49,16 @@ def stop_on_interrupt() -> Iterator[None]:
     """Record Ctrl-C for :func:`check` while the block runs (main thread only).
 
     A ``KeyboardInterrupt`` that Python swallows is then not reported as
-    "Exception ignored ... Traceback": :func:`check` raises it again.
+    "Exception ignored ... Traceback": :func:`check` raises it again, and so
+    does leaving the block normally while a request is pending. Blocks nest:
+    an inner block leaves the request to the outermost one. Where SIGINT is
+    ignored (a background job) or this is not the main thread, nothing changes.
     """
     global _requested
+    current = signal.getsignal(signal.SIGINT)
+    if current is _request or current is signal.SIG_IGN:
+        yield  # nested (the outer block owns the request), or Ctrl-C is ignored here
+        return
     _requested = False
     try:
         previous = signal.signal(signal.SIGINT, _request)
@@ -62,4 +77,7 @@ def stop_on_interrupt() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = previous_hook
+        pending = _requested
         _requested = False
+    if pending:  # the block ended normally, but a Ctrl-C was swallowed inside it
+        raise KeyboardInterrupt

@@ -43,6 +43,7 @@ from .formula.build import GroupOptions, auxiliary_parameters, build_model
 from .formula.design import Design, build_design, column_labels, new_data_design
 from .formula.terms import parse_formula
 from .priors import Prior, check_prior_keys, check_support, parse_prior, prior_table
+from .sampling import check_run_options
 
 __all__ = ["Model"]
 
@@ -368,6 +369,7 @@ class Model:
         (crossed seed: 0 divergences in 6 of 6 seeds at 0.95 against 1-4 in 3
         of 6 at 0.8, same sampling time).
         """
+        kwargs = check_run_options(kwargs)
         kwargs.setdefault("target_accept", 0.95)
         coords, dims = self._coords_and_dims()
         data = self.arrays()

@@ -8,6 +8,8 @@ groups → :class:`~hierax.fit.Fit`, with a convergence check.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import sys
 import time
@@ -27,7 +29,7 @@ from numpyro.infer.util import initialize_model
 from . import interrupt
 from ._device import prng_key
 from .data import validate_model_data
-from .errors import InitializationError, SamplingError
+from .errors import InitializationError, ModelError, SamplingError
 from .init import InitValues, check_finite_log_density, per_chain_inits
 from .model_info import ModelInfo, check_observed_support, inspect_model
 from .precondition import (
@@ -55,6 +57,81 @@ class SamplerOutput:
     posterior: dict[str, np.ndarray]  # site -> (chain, draw, *shape)
     sample_stats: dict[str, np.ndarray]  # stat -> (chain, draw)
     info: dict[str, Any]
+
+
+#: Integer run options and their smallest allowed value.
+_INTEGER_OPTIONS = {
+    "chains": 1,
+    "draws": 1,
+    "warmup": 0,
+    "max_tree_depth": 1,
+    "multistart": 0,
+    "seed": 0,
+}
+_CHOICE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "precondition": ("auto", "dense", "diag", "none"),
+    "chain_method": ("auto", "parallel", "vectorized", "sequential"),
+}
+
+
+def check_run_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the sampler's run options before anything is built; return them normalised.
+
+    ``chains``, ``draws`` (at least 1), ``warmup``, ``multistart`` (at least 0),
+    ``max_tree_depth`` (at least 1) and ``seed`` (None or at least 0, as NumPy
+    seeds are) must be whole numbers: an integral float such as ``50.0``
+    becomes ``50``; ``target_accept`` a number strictly between 0 and 1;
+    ``precondition`` and ``chain_method`` one of their choices. Other entries
+    pass through unchanged, as do options that are absent.
+
+    Raises
+    ------
+    ModelError
+        Naming the option, the value given and what is allowed.
+    """
+    checked = dict(options)
+    for name, minimum in _INTEGER_OPTIONS.items():
+        if name not in checked or (name == "seed" and checked[name] is None):
+            continue
+        value = checked[name]
+        whole = _whole_number(value)
+        if whole is None or whole < minimum:
+            allowed = "None or " if name == "seed" else ""
+            raise ModelError(
+                f"{name} must be {allowed}a whole number >= {minimum}, got {value!r}"
+                f"{f' ({type(value).__name__})' if whole is None else ''}."
+            )
+        checked[name] = whole
+    if "target_accept" in checked:
+        value = checked["target_accept"]
+        number = (
+            float(value)
+            if isinstance(value, numbers.Real) and not isinstance(value, bool)
+            else math.nan
+        )
+        if not 0.0 < number < 1.0:  # also NaN
+            raise ModelError(
+                f"target_accept must be a number strictly between 0 and 1 (e.g. 0.8, or 0.95 "
+                f"against divergences), got {value!r}."
+            )
+        checked["target_accept"] = number
+    for name, choices in _CHOICE_OPTIONS.items():
+        if name in checked and checked[name] not in choices:
+            raise ModelError(f"{name} must be one of {list(choices)}, got {checked[name]!r}.")
+    return checked
+
+
+def _whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (not a bool), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if math.isfinite(number) and number.is_integer():
+            return int(number)
+    return None
 
 
 def default_progress() -> bool:

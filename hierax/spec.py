@@ -80,8 +80,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._files import unreadable_reason
 from .data import factorize, read_table
-from .errors import DataError, ModelError, close_matches
+from .errors import DataError, FileFormatError, ModelError, close_matches
 from .fit import Fit
 
 __all__ = [
@@ -310,6 +311,11 @@ class Spec:
         Absolute path of the table.
     model, sampler, output
         The ``[model]``, ``[sampler]`` and ``[output]`` tables.
+    read_from : str or None
+        The data file this spec was read back from (a fit file, see
+        :func:`spec_from_fit`) when that file is not trusted: code the spec names
+        (``function``, ``[model.functions]``, ``init``) is then not imported.
+        None for a spec the user wrote (a spec file or text).
     """
 
     path: Path | None
@@ -320,6 +326,7 @@ class Spec:
     model: ModelSpec
     sampler: SamplerSpec
     output: OutputSpec
+    read_from: str | None = None
 
     @property
     def source(self) -> str:
@@ -353,10 +360,22 @@ def load_spec(path: str | Path) -> Spec:
         The TOML cannot be parsed, or a table, key or value is not valid.
     """
     path = Path(path)
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise FileNotFoundError(f"spec file {str(path)!r} {what}.")
-    text = path.read_text(encoding="utf-8")
+    reason = unreadable_reason(path)
+    if reason in ("does not exist", "is a folder, not a file"):
+        raise FileNotFoundError(f"spec file {str(path)!r} {reason}.")
+    if reason is not None:
+        raise SpecError(f"spec file {str(path)!r} {reason}.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(
+            f"spec file {str(path)!r} is not a UTF-8 text file (byte {error.start}: "
+            f"{error.reason}); a spec is a TOML text file, see 'hierax example crossed'."
+        ) from None
+    except OSError as error:
+        raise SpecError(
+            f"spec file {str(path)!r} cannot be read ({error.strerror or error})."
+        ) from None
     return parse_spec(text, path.resolve().parent, path=path.resolve())
 
 
@@ -514,6 +533,7 @@ def _sampler_spec(table: Mapping[str, Any], source: str) -> SamplerSpec:
         ("warmup", 0),
         ("max_tree_depth", 1),
         ("multistart", 0),
+        ("seed", 0),
     ):
         if key in sampler:
             _positive(sampler[key], key, source, minimum)
@@ -577,6 +597,36 @@ def import_object(reference: str, where: str) -> Any:
     return getattr(module, attribute)
 
 
+def named_code(spec: Spec) -> list[tuple[str, str]]:
+    """The ``"module:name"`` references of a spec, as (where, reference) pairs."""
+    found = []
+    if spec.model.function is not None:
+        found.append(("'function' in [model]", spec.model.function))
+    found += [(f"{k!r} in [model.functions]", v) for k, v in spec.model.functions.items()]
+    if isinstance(spec.sampler.init, str):
+        found.append(("'init' in [sampler]", spec.sampler.init))
+    return found
+
+
+def _refuse_untrusted(spec: Spec, where: str, reference: str) -> None:
+    if spec.read_from is None:
+        return
+    module = reference.partition(":")[0]
+    raise FileFormatError(
+        f"{spec.read_from} names code to run: {where} = {reference!r} would import module "
+        f"{module!r}. A fit file is data, and hierax does not import modules named in it "
+        "(a changed file could run any code). If you made this file, or trust whoever "
+        "did, pass --trust-file to 'hierax predict' (spec_from_fit(..., trust=True) in "
+        "Python)."
+    )
+
+
+def _import_named(spec: Spec, reference: str, where: str) -> Any:
+    """:func:`import_object` for a spec the user wrote; refused for an untrusted fit file's."""
+    _refuse_untrusted(spec, where, reference)
+    return import_object(reference, where)
+
+
 @dataclass(repr=False)
 class FunctionModel:
     """A NumPyro model function with its arguments taken from the table."""
@@ -614,7 +664,7 @@ def _column(table: pd.DataFrame, name: str, where: str, source: str) -> pd.Serie
 
 def _function_model(spec: Spec, table: pd.DataFrame) -> FunctionModel:
     assert spec.model.function is not None
-    function = import_object(spec.model.function, "'function' in [model]")
+    function = _import_named(spec, spec.model.function, "'function' in [model]")
     if not callable(function):
         raise SpecError(f"{spec.model.function!r} in [model] of {spec.source} is not a function.")
     data: dict[str, Any] = {}
@@ -683,7 +733,7 @@ def _formula_kwargs(spec: Spec) -> dict[str, Any]:
         kwargs["params"] = _params(spec)
     if model.functions:
         kwargs["functions"] = {
-            name: import_object(reference, f"{name!r} in [model.functions]")
+            name: _import_named(spec, reference, f"{name!r} in [model.functions]")
             for name, reference in model.functions.items()
         }
     if model.calibration is not None:
@@ -701,9 +751,17 @@ def build_model(spec: Spec, table: pd.DataFrame | None = None) -> Any:
     spec : Spec
     table : DataFrame, optional
         The data (read from ``spec.data_file`` when omitted).
+
+    Raises
+    ------
+    FileFormatError
+        The spec was read back from a fit file that is not trusted (see
+        :func:`spec_from_fit`) and names code to import.
     """
     from .model import Model
 
+    for where, reference in named_code(spec):  # before anything is read or imported
+        _refuse_untrusted(spec, where, reference)
     table = read_data(spec) if table is None else table
     if spec.model.function is not None:
         return _function_model(spec, table)
@@ -717,7 +775,7 @@ def resolve_init(spec: Spec, table: pd.DataFrame) -> dict[str, Any] | None:
     if init is None:
         return None
     if isinstance(init, str):
-        function = import_object(init, "'init' in [sampler]")
+        function = _import_named(spec, init, "'init' in [sampler]")
         try:
             values = function(table)
         except TypeError as error:
@@ -749,16 +807,51 @@ def fit_spec(spec: Spec, *, model: Any = None, progress: bool | None = None, **k
     return result
 
 
-def spec_from_fit(fit: Fit, where: str = "this fit") -> Spec:
-    """The spec recorded in a fit made by ``hierax fit`` (or :func:`fit_spec`)."""
+def spec_from_fit(fit: Fit, where: str = "this fit", *, trust: bool = False) -> Spec:
+    """The spec recorded in a fit made by ``hierax fit`` (or :func:`fit_spec`).
+
+    Parameters
+    ----------
+    fit : Fit
+    where : str
+        How the fit is named in messages (e.g. its file name, quoted).
+    trust : bool
+        A fit file is data: by default, building the model of the returned spec
+        (:func:`build_model`) refuses to import the code it names (a model
+        ``function``, ``[model.functions]``, an ``init`` function) with a
+        :class:`~hierax.errors.FileFormatError`. ``trust=True`` allows it, for a
+        file you made or whose author you trust (``hierax predict --trust-file``).
+
+    Raises
+    ------
+    SpecError
+        No spec is recorded in the fit.
+    FileFormatError
+        The recorded spec is not what ``hierax fit`` writes (a changed file).
+    """
     record = fit.info.get("spec")
     if not isinstance(record, Mapping) or "text" not in record:
         raise SpecError(
             f"{where} was not made from a spec file (no spec recorded in it); only fits made by "
             "'hierax fit spec.toml' can be rebuilt."
         )
-    spec = parse_spec(record["text"], record["folder"], record.get("file"))
-    return dataclasses.replace(spec, data_file=Path(record.get("data", spec.data_file)))
+    for key in ("text", "folder", "file", "data"):
+        value = record.get(key)
+        if value is None and key in ("file", "data"):
+            continue
+        if not isinstance(value, str):
+            raise FileFormatError(
+                f"the spec recorded in {where} is corrupt: {key!r} must be a string, got {value!r}."
+            )
+    try:
+        spec = parse_spec(record["text"], record["folder"], record.get("file"))
+    except SpecError as error:
+        raise FileFormatError(f"the spec recorded in {where} is corrupt: {error}") from None
+    return dataclasses.replace(
+        spec,
+        data_file=Path(record.get("data") or spec.data_file),
+        read_from=None if trust else where,
+    )
 
 
 def predict_frame(

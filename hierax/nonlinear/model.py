@@ -49,7 +49,8 @@ from ..formula.build import (
 from ..formula.design import Design, build_design, column_labels
 from ..formula.terms import parse_formula
 from ..priors import DISTRIBUTIONS, Prior, check_prior_keys, parse_prior, prior_table
-from .expression import Expression, parse_expression, resolve_names
+from ..sampling import check_run_options
+from .expression import Expression, parse_expression, parse_tree, resolve_names
 
 __all__ = ["NonlinearModel", "Param", "param", "latent"]
 
@@ -128,10 +129,7 @@ class _LatentDistribution:
 def _parse_latent(
     text: str, where: str, functions: Mapping[str, Callable[..., Any]]
 ) -> _LatentDistribution:
-    try:
-        tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError:
-        raise ModelError(f"cannot parse the latent distribution {text!r} of {where}.") from None
+    tree = parse_tree(text, f"latent distribution of {where}")
     if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name)):
         raise ModelError(f"the latent distribution of {where} must look like 'Normal(mu, sd)'.")
     if tree.func.id not in DISTRIBUTIONS:
@@ -501,6 +499,7 @@ class NonlinearModel:
 
         ``target_accept`` defaults to 0.95, as for formula models.
         """
+        kwargs = check_run_options(kwargs)
         kwargs.setdefault("target_accept", 0.95)
         coords, dims = self._coords_and_dims()
         data = self.arrays()
