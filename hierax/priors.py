@@ -234,6 +234,17 @@ _ORDERED: dict[str, tuple[str, str]] = {
 _DESCRIPTIONS = {"Real": "a finite number", "Positive": "positive"}
 
 
+def argument_constraints(name: str) -> dict[str, Any]:
+    """The NumPyro constraint of each numeric argument of distribution ``name``.
+
+    ``{"loc": constraints.real, "scale": constraints.positive}`` for Normal;
+    Uniform's bounds are ``constraints.dependent``.
+    """
+    factory = DISTRIBUTIONS[name]
+    table = getattr(factory, "arg_constraints", None) or _ARGUMENT_CONSTRAINTS.get(name, {})
+    return dict(table)
+
+
 def check_arguments(prior: Prior) -> None:
     """Raise ``TypeError`` or ``ValueError`` when ``prior``'s arguments are not valid.
 
@@ -247,7 +258,7 @@ def check_arguments(prior: Prior) -> None:
     dimension = (2,) if prior.name == "LKJ" else ()  # LKJ's first argument is the size
     bound = inspect.signature(factory).bind(*dimension, *prior.args, **dict(prior.kwargs))
     given = {k: v for k, v in bound.arguments.items() if k != "dimension"}
-    table = getattr(factory, "arg_constraints", None) or _ARGUMENT_CONSTRAINTS.get(prior.name, {})
+    table = argument_constraints(prior.name)
     ordered = _ORDERED.get(prior.name, ())
     for param, value in given.items():
         if param not in table and param not in ordered:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import pandas as pd
+from numpyro.distributions import constraints
 
 from .._heap import frozen_heap
 from ..data import read_table
@@ -48,9 +50,19 @@ from ..formula.build import (
 )
 from ..formula.design import Design, build_design, column_labels
 from ..formula.terms import parse_formula
-from ..priors import DISTRIBUTIONS, Prior, check_prior_keys, parse_prior, prior_table
+from ..priors import (
+    DISTRIBUTIONS,
+    Prior,
+    argument_constraints,
+    check_prior_keys,
+    check_support,
+    describe_support,
+    parse_prior,
+    prior_table,
+)
 from ..sampling import check_run_options
 from .expression import Expression, parse_expression, parse_tree, resolve_names
+from .supports import BOUNDS, LINK_RANGES, as_constraint, calibration_supports, latent_arguments
 
 __all__ = ["NonlinearModel", "Param", "param", "latent"]
 
@@ -95,7 +107,9 @@ def param(
 
     ``lower``/``upper`` constrain the parameter: ``lower + exp(eta)``,
     ``upper - exp(eta)`` or ``lower + (upper - lower) * inv_logit(eta)``; priors
-    on its coefficients are then on that unconstrained scale.
+    on its coefficients (``<p>_Intercept``, ``b_<p>_<term>``) are then on that
+    unconstrained scale, the real line, and a prior for ``<p>`` itself is an
+    error that says so.
     """
     if lower is not None and upper is not None and not lower < upper:
         raise ModelError(f"param bounds need lower < upper, got lower={lower}, upper={upper}.")
@@ -112,6 +126,9 @@ class _LatentDistribution:
     name: str
     args: tuple[Expression, ...]
     kwargs: tuple[tuple[str, Expression], ...]
+    text: str = ""
+    #: argument name -> expression, e.g. ``(("loc", mu_r), ("scale", sd_r))``
+    arguments: tuple[tuple[str, Expression], ...] = ()
 
     @property
     def names(self) -> set[str]:
@@ -148,7 +165,8 @@ def _parse_latent(
         )
         for k in tree.keywords
     )
-    return _LatentDistribution(tree.func.id, args, kwargs)
+    arguments = latent_arguments(tree.func.id, args, kwargs, text, where)
+    return _LatentDistribution(tree.func.id, args, kwargs, text.strip(), arguments)
 
 
 class NonlinearModel:
@@ -164,7 +182,10 @@ class NonlinearModel:
         Parameter name -> sub-formula string, :func:`param` or :func:`latent`.
     priors : dict
         Priors by site name; required for every parameter's population-level
-        coefficients. Numbers fix a value.
+        coefficients. Numbers fix a value. Each must lie on its parameter's
+        support (group sds, family parameters such as sigma, calibration noise
+        scales and parameters that are a latent distribution's scale are
+        positive): a mismatch is a ModelError naming both supports.
     family : str
         Response family; the expression is the mean on the response scale.
     functions : dict, optional
@@ -331,6 +352,8 @@ class NonlinearModel:
             if key in user:
                 for column in columns:
                     user.setdefault(column, user[key])
+        valid = set(required) | set(defaults) | set(term_keys) | set(optional)
+        self._check_not_a_site(user, valid)
         missing = [name for name in required if name not in user]
         if missing:
             raise ModelError(
@@ -338,7 +361,6 @@ class NonlinearModel:
                 f"coefficients; missing: {missing}. Add them to priors={{...}}, e.g. "
                 f"{{{missing[0]!r}: 'Normal(0, 1)'}}."
             )
-        valid = set(required) | set(defaults) | set(term_keys) | set(optional)
         check_prior_keys(user, valid, str(sorted(valid)))
         priors: dict[str, Prior] = {}
         source: dict[str, str] = {}
@@ -347,8 +369,141 @@ class NonlinearModel:
                 continue
             value = user.get(name, defaults.get(name))
             priors[name] = parse_prior(value, where=name)
+            self._check_prior(name, priors[name])
             source[name] = "user" if name in user else "default"
+        for name, support, why in self._value_supports():
+            self._check_value(name, support, why, priors)
         return priors, source
+
+    # --------------------------------------------------------------- supports
+    def _check_prior(self, name: str, prior: Prior) -> None:
+        """The prior's support must match its site's (on every inference path).
+
+        Group sds are positive, correlations LKJ, family and calibration noise
+        parameters positive (see :func:`.supports.calibration_supports`), and
+        coefficients of sub-formulas, on the scale before their link or bounds,
+        real.
+        """
+        groups = {g.name: g for d in self.designs.values() for g in d.groups}
+        correlations = {f"cor_{name}": group for name, group in groups.items()}
+        support: Any = constraints.real
+        if name in {f"sd_{g}" for g in groups}:
+            support = constraints.positive
+        elif name in correlations:
+            support = constraints.corr_cholesky
+        elif name in self.params:
+            pass  # a parameter's own site: its value is checked by _check_value
+        elif self.measurement is None and name in self.family.aux:
+            support = self.family.support(name)
+        elif self.measurement is not None and name in self.theta_names:
+            support = calibration_supports(self.measurement).get(name, constraints.real)
+        check_support(prior, name, support)
+        if name in correlations and prior.distribution is not None:
+            size = correlations[name].n_coef
+            if tuple(prior.distribution.event_shape) != (size, size):
+                raise ModelError(
+                    f"prior {prior.text} for {name!r} is over {prior.distribution.event_shape} "
+                    f"matrices, but {name!r} correlates {size} coefficients "
+                    f"{list(correlations[name].coef_names)}; use LKJCholesky({size}, ...) or "
+                    "'LKJ(2)'."
+                )
+
+    def _value_supports(self) -> list[tuple[str, Any, str]]:
+        """``(parameter, support, why)`` for parameters with a sub-formula whose value
+        is constrained: a distributional family or calibration parameter, or a
+        parameter that is an argument of a latent distribution (its scale)."""
+        found: list[tuple[str, Any, str]] = []
+        calibration = calibration_supports(self.measurement)
+        for name in self.distributional:
+            if self.measurement is None:
+                why = f"the {self.family.name} family's {name}"
+                found.append((name, self.family.support(name), why))
+            elif name in calibration:
+                found.append((name, calibration[name], f"the calibration's noise parameter {name}"))
+        for latent_name, distribution in self.latents.items():
+            table = argument_constraints(distribution.name)
+            for argument, expression in distribution.arguments:
+                constraint = table.get(argument)
+                name = expression.text
+                if (
+                    isinstance(expression.tree, ast.Name)
+                    and name in self.designs
+                    and constraint is not None
+                    and not constraints.is_dependent(constraint)
+                    and constraint is not constraints.real
+                ):
+                    why = f"the {argument} of the latent {latent_name!r} ~ {distribution.text}"
+                    found.append((name, constraint, why))
+        return found
+
+    def _check_value(self, name: str, support: Any, why: str, priors: Mapping[str, Prior]) -> None:
+        """Raise unless parameter ``name``'s value, as its sub-formula makes it, lies on ``support``."""
+        spec, design = self.params[name], self.designs[name]
+        wanted = describe_support(support)
+        if spec.lower is not None or spec.upper is not None:
+            low = -math.inf if spec.lower is None else spec.lower
+            high = math.inf if spec.upper is None else spec.upper
+            how = f"its bounds (lower={spec.lower}, upper={spec.upper})"
+        elif spec.link != "identity":
+            low, high = LINK_RANGES.get(spec.link, (-math.inf, math.inf))
+            how = f"its {spec.link} link"
+        elif design.intercept and not design.fixed_terms and not design.groups:
+            site = self._intercept_name(name)  # the parameter is this one sample site
+            try:
+                check_support(priors[site], site, support)
+            except ModelError as error:
+                link = " through an identity link" if site != name else ""
+                raise ModelError(f"{error} ({site!r} is {why}{link}.)") from None
+            return
+        else:
+            low, high = -math.inf, math.inf
+            how = f"its sub-formula {spec.formula!r} with an identity link"
+        wanted_low, wanted_high = (float(getattr(support, b, d)) for b, d in BOUNDS)
+        if low >= wanted_low and high <= wanted_high:
+            return
+        fix = (
+            f"hx.param({spec.formula!r}, link='log') or lower=0"
+            if support is constraints.positive
+            else "hx.param(..., lower=, upper=) with bounds inside that range"
+        )
+        raise ModelError(
+            f"{name!r} must be {wanted} (it is {why}), but {how} let it be "
+            f"{describe_support(as_constraint(low, high))}; use {fix}."
+        )
+
+    def _check_not_a_site(self, user: Mapping[str, Any], valid: set[str]) -> None:
+        """A prior for a parameter computed from its sub-formula: say where priors go."""
+        for name in user:
+            if name in valid or name not in self.designs:
+                continue
+            spec, design = self.params[name], self.designs[name]
+            transformed = spec.lower is not None or spec.upper is not None
+            if transformed:
+                why = f"it has bounds (lower={spec.lower}, upper={spec.upper})"
+            elif spec.link != "identity":
+                why, transformed = f"it has a {spec.link} link", True
+            elif design.fixed_terms:
+                why = "its sub-formula has terms besides an intercept"
+            elif not design.intercept:
+                why = "its sub-formula has no intercept"
+            else:
+                why = f"it is a distributional parameter of the {self.family.name} family"
+            coefficients = sorted(
+                (v for v in valid if v == f"{name}_Intercept" or v.startswith(f"b_{name}_")),
+                key=lambda site: (site != f"{name}_Intercept", site),
+            )
+            sites = coefficients or sorted(v for v in valid if v.startswith(f"sd_{name}_"))
+            scale = (
+                " (on the real line: the scale before the link or bounds)" if transformed else ""
+            )
+            example = (
+                f", e.g. priors={{{coefficients[0]!r}: 'Normal(0, 1.5)'}}" if coefficients else ""
+            )
+            raise ModelError(
+                f"a prior is given for {name!r}, but {name!r} is not a sample site: {why}, so it "
+                f"is computed from its sub-formula {spec.formula!r}; give priors to {sites} "
+                f"instead{scale}{example}."
+            )
 
     def _fitted_theta(self) -> dict[str, float]:
         if self.measurement is None:
