@@ -42,7 +42,14 @@ from .fit import fit as _fit
 from .formula.build import GroupOptions, auxiliary_parameters, build_model
 from .formula.design import Design, build_design, column_labels, new_data_design
 from .formula.terms import parse_formula
-from .priors import Prior, check_prior_keys, check_support, parse_prior, prior_table
+from .priors import (
+    Prior,
+    check_correlation_size,
+    check_prior_keys,
+    check_support,
+    parse_prior,
+    prior_table,
+)
 from .sampling import check_run_options
 
 __all__ = ["Model"]
@@ -240,14 +247,8 @@ class Model:
         else:
             support = constraints.real
         check_support(prior, name, support)
-        if name in groups and prior.distribution is not None:
-            size = groups[name].n_coef
-            if tuple(prior.distribution.event_shape) != (size, size):
-                raise ModelError(
-                    f"prior {prior.text} for {name!r} is over {prior.distribution.event_shape} "
-                    f"matrices, but {name!r} correlates {size} coefficients "
-                    f"{list(groups[name].coef_names)}; use LKJCholesky({size}, ...) or 'LKJ(2)'."
-                )
+        if name in groups:
+            check_correlation_size(prior, name, groups[name].coef_names)
 
     @property
     def priors(self) -> pd.DataFrame:

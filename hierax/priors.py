@@ -13,7 +13,7 @@ import inspect
 import math
 import numbers
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,14 @@ from numpyro.distributions import constraints
 
 from .errors import ModelError, close_matches
 
-__all__ = ["Prior", "DISTRIBUTIONS", "parse_prior", "check_support", "prior_support"]
+__all__ = [
+    "Prior",
+    "DISTRIBUTIONS",
+    "parse_prior",
+    "check_correlation_size",
+    "check_support",
+    "prior_support",
+]
 
 #: Distributions a prior string may name.
 DISTRIBUTIONS: dict[str, Callable[..., dist.Distribution]] = {
@@ -355,6 +362,20 @@ def _advice(prior: Prior, support: Any) -> str:
             f"Gamma(2, 0.1) or TruncatedNormal(0, {scale:g}, low=0)."
         )
     return "use a prior whose support is inside the parameter's."
+
+
+def check_correlation_size(prior: Prior, where: str, coef_names: Sequence[str]) -> None:
+    """Raise a :class:`ModelError` unless a correlation prior is over matrices of the size
+    of the coefficients it correlates (``LKJCholesky(3, ...)`` for three)."""
+    if prior.distribution is None:
+        return
+    size = len(coef_names)
+    if tuple(prior.distribution.event_shape) != (size, size):
+        raise ModelError(
+            f"prior {prior.text} for {where!r} is over {prior.distribution.event_shape} "
+            f"matrices, but {where!r} correlates {size} coefficients {list(coef_names)}; "
+            f"use LKJCholesky({size}, ...) or 'LKJ(2)'."
+        )
 
 
 def check_support(prior: Prior, where: str, support: Any) -> None:

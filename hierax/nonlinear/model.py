@@ -54,6 +54,7 @@ from ..priors import (
     DISTRIBUTIONS,
     Prior,
     argument_constraints,
+    check_correlation_size,
     check_prior_keys,
     check_support,
     describe_support,
@@ -398,15 +399,8 @@ class NonlinearModel:
         elif self.measurement is not None and name in self.theta_names:
             support = calibration_supports(self.measurement).get(name, constraints.real)
         check_support(prior, name, support)
-        if name in correlations and prior.distribution is not None:
-            size = correlations[name].n_coef
-            if tuple(prior.distribution.event_shape) != (size, size):
-                raise ModelError(
-                    f"prior {prior.text} for {name!r} is over {prior.distribution.event_shape} "
-                    f"matrices, but {name!r} correlates {size} coefficients "
-                    f"{list(correlations[name].coef_names)}; use LKJCholesky({size}, ...) or "
-                    "'LKJ(2)'."
-                )
+        if name in correlations:
+            check_correlation_size(prior, name, correlations[name].coef_names)
 
     def _value_supports(self) -> list[tuple[str, Any, str]]:
         """``(parameter, support, why)`` for parameters with a sub-formula whose value
