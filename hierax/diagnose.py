@@ -597,6 +597,16 @@ def _non_identified_finding(
     correlation: np.ndarray,
     ratio: float,
 ) -> Finding:
+    # Centered effects move with their mean (alpha_g with mu_alpha): on the ridge, a
+    # vector's mean over levels and that scalar are interchangeable, and which of the two
+    # the eigenvector weights more is up to the draws. Name the scalar as well.
+    for i in [i for i in involved if "(mean over levels)" in labels[i]]:
+        for j in np.argsort(-np.abs(correlation[i])):
+            if abs(correlation[i, j]) < RIDGE_CORRELATION:
+                break
+            if j not in involved and "(mean over levels)" not in labels[j]:
+                involved = [*involved, int(j)]
+                break
     scalars = [i for i in involved if "(mean over levels)" not in labels[i]] or involved
     if len(scalars) >= 2:
         a, b = scalars[0], scalars[1]

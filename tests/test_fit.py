@@ -312,6 +312,7 @@ def test_different_seed_gives_different_draws(seeded):
         assert not np.array_equal(values, _draws(other)[name]), name
 
 
+@pytest.mark.exact_seed
 def test_same_seed_gives_identical_draws_in_fresh_process(seeded, tmp_path):
     script = textwrap.dedent(
         f"""
