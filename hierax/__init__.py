@@ -38,6 +38,7 @@ from .errors import (  # noqa: E402
 from .fit import Fit, fit, load  # noqa: E402
 from .model import Model  # noqa: E402
 from .nonlinear import NonlinearModel, latent, param  # noqa: E402
+from .sbc import SBCResult, sbc  # noqa: E402
 
 __all__ = [
     "ConvergenceWarning",
@@ -50,6 +51,7 @@ __all__ = [
     "Model",
     "ModelError",
     "NonlinearModel",
+    "SBCResult",
     "SamplingError",
     "__version__",
     "check_convergence",
@@ -60,5 +62,6 @@ __all__ = [
     "load",
     "param",
     "read_table",
+    "sbc",
     "set_precision",
 ]

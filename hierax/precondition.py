@@ -191,7 +191,10 @@ def find_mode(
                     method="trust-exact",
                     options={"maxiter": max_iterations, "gtol": 1e-6},
                 )
-            except (np.linalg.LinAlgError, ValueError):
+            except (np.linalg.LinAlgError, ValueError, UnboundLocalError):
+                # UnboundLocalError: scipy's trust-exact subproblem (1.17) reaches its
+                # iteration limit without one successful factorization (SBC study,
+                # latent path: 1 fit of 200); L-BFGS below takes over
                 result = None
         if result is not None and np.isfinite(result.fun) and not result.success:
             if np.max(np.abs(result.jac)) <= STATIONARY:
