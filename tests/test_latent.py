@@ -132,7 +132,9 @@ def test_independence_evaluation_equals_numpyros_potential_and_constrained_sites
         )
         assert set(sites) == set(expected) >= {"mu_r", "ln_std_r", plan.mode_site}
         for name, value in expected.items():
-            np.testing.assert_allclose(np.asarray(sites[name]), np.asarray(value), rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(
+                np.asarray(sites[name]), np.asarray(value), rtol=1e-9, atol=1e-12
+            )
 
 
 @pytest.mark.slow
