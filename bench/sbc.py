@@ -11,7 +11,7 @@ Each path simulates N datasets from the prior of a small model (30-36 rows),
 fits each with 2 chains x 400 draws after 300 warmup iterations, and ranks
 every true scalar parameter (sampled and integrated-out ones alike) among 99
 thinned posterior draws; ranks are tested for uniformity with a chi-square on
-20 bins, Bonferroni over the parameters at 1 % (:meth:`hierax.sbc.SBCResult.passed`).
+20 bins, Bonferroni over the parameters at 1 % (:meth:`hierax.results.sbc_result.SBCResult.passed`).
 The path each fit took is read from ``fit.info["method"]`` and
 ``fit.info["marginalized"]`` and must be the intended one.
 
@@ -55,7 +55,8 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     ).strip()
 
 import hierax as hx  # noqa: E402
-from hierax.sbc import SBCResult, sbc  # noqa: E402
+from hierax.results.sbc import sbc  # noqa: E402
+from hierax.results.sbc_result import SBCResult  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "sbc"
 FIT_OPTIONS = {"chains": 2, "draws": 400, "warmup": 300}
@@ -177,7 +178,7 @@ def wrong_conditional_draw() -> Iterator[list[int]]:
     corrupted; the sampled sd_g and sigma stay right. Yields a list that
     counts the calls, so the control cannot silently be a no-op.
     """
-    from hierax.marginal import formula
+    from hierax.inference.marginal import linear as formula
 
     original = formula.draw_marginalized
     calls: list[int] = []

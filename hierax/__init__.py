@@ -9,10 +9,9 @@ off), so refitting a model skips compilation.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from ._runtime import configure_jax as _configure_jax
-from ._runtime import enable_compilation_cache, set_precision
+from hierax.core.runtime import configure_jax as _configure_jax
+from hierax.core.runtime import enable_compilation_cache, set_precision
+from hierax.core.version import __version__
 
 _configure_jax()
 enable_compilation_cache()  # repeated fits of the same model skip XLA compilation
@@ -24,9 +23,9 @@ with _warnings.catch_warnings():
     _warnings.simplefilter("ignore", FutureWarning)
     import arviz as _arviz  # noqa: F401
 
-from .convergence import Finding, check_convergence  # noqa: E402
-from .data import factorize, read_table  # noqa: E402
-from .errors import (  # noqa: E402
+from hierax.data import factorize, read_table  # noqa: E402
+from hierax.diagnostics.convergence import Finding, check_convergence  # noqa: E402
+from hierax.errors import (  # noqa: E402
     ConvergenceWarning,
     DataError,
     FileFormatError,
@@ -35,10 +34,11 @@ from .errors import (  # noqa: E402
     ModelError,
     SamplingError,
 )
-from .fit import Fit, fit, load  # noqa: E402
-from .model import Model  # noqa: E402
-from .nonlinear import NonlinearModel, latent, param  # noqa: E402
-from .sbc import SBCResult, sbc  # noqa: E402
+from hierax.frontends.model import Model  # noqa: E402
+from hierax.frontends.nonlinear import NonlinearModel, latent, param  # noqa: E402
+from hierax.results.fit import Fit, fit, load  # noqa: E402
+from hierax.results.sbc import sbc  # noqa: E402
+from hierax.results.sbc_result import SBCResult  # noqa: E402
 
 __all__ = [
     "ConvergenceWarning",

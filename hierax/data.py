@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._files import unreadable_reason
-from .errors import DataError, close_matches
+from hierax.core.files import unreadable_reason
+from hierax.errors import DataError, close_matches
 
 __all__ = ["read_table", "factorize", "validate_model_data"]
 

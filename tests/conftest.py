@@ -39,7 +39,8 @@ def _shift_seeds(shift: int) -> None:
     import functools
     import sys
 
-    from hierax import _device, independence
+    from hierax.core import device as _device
+    from hierax.inference import independence
 
     original_key = _device.prng_key
 
@@ -74,11 +75,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     shift = int(os.environ.get("HIERAX_TEST_SEED_SHIFT", "0") or 0)
     if shift:
         import hierax.calibration.model  # noqa: F401  (modules that bind prng_key)
-        import hierax.diagnose  # noqa: F401
-        import hierax.fit  # noqa: F401
-        import hierax.marginal.collapsed  # noqa: F401
-        import hierax.model  # noqa: F401
-        import hierax.sampling  # noqa: F401
+        import hierax.diagnostics.diagnose  # noqa: F401
+        import hierax.frontends.model  # noqa: F401
+        import hierax.inference.marginal.collapsed  # noqa: F401
+        import hierax.inference.sampling  # noqa: F401
+        import hierax.results.fit  # noqa: F401
 
         _shift_seeds(shift)
 

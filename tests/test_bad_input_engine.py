@@ -19,8 +19,8 @@ from numpyro.infer.util import log_density
 
 import hierax as hx
 from hierax.errors import ModelError
-from hierax.marginal.nonlinear import plan_marginalization
-from hierax.nonlinear.expression import MAX_DEPTH, parse_expression
+from hierax.inference.marginal.nonlinear_plan import plan_marginalization
+from hierax.models.expression import MAX_DEPTH, parse_expression
 
 SIGMA = 0.8
 SD_G = 0.7
@@ -186,18 +186,13 @@ def test_exact_fit_records_known_values_and_the_log_evidence() -> None:
 @pytest.mark.parametrize(("option", "value"), [("draws", 0), ("chains", 2.5)])
 def test_exact_fit_rejects_bad_draw_counts(option: str, value: object) -> None:
     """The engine's own check (``Model.fit`` may check its options before)."""
-    from hierax.marginal import fit_marginalized, plan_marginalization
+    from hierax.inference.marginal.linear import plan_marginalization, run_marginalized
 
     model = hx.Model("y ~ x", _table(), priors={"sigma": SIGMA})
-    plan = plan_marginalization(model)
+    plan = plan_marginalization(model.description)
     assert not isinstance(plan, str)
-    coords, dims = model._coords_and_dims()
-    data = model.arrays()
-    dims = {k: v for k, v in dims.items() if k in data or k not in ("offset", "se", "trials")}
     with pytest.raises(hx.SamplingError, match=rf"{option} must be a whole number >= 1"):
-        fit_marginalized(
-            model, plan, coords=coords, dims=dims, data=data, seed=1, **{option: value}
-        )
+        run_marginalized(model.description, plan, seed=1, **{option: value})
 
 
 # ------------------------------------------------------------------ deep expressions
@@ -232,7 +227,7 @@ def test_the_affinity_analysis_walks_a_900_term_sum() -> None:
         params={f"a{i}": "1" for i in range(3)},
         priors={f"a{i}": "Normal(0, 1)" for i in range(3)},
     )
-    plan = plan_marginalization(model)
+    plan = plan_marginalization(model.description)
     assert not isinstance(plan, str) and plan.parameter_names == ["a0", "a1", "a2"]
 
 

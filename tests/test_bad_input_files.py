@@ -20,13 +20,14 @@ import pandas as pd
 import pytest
 
 import hierax as hx
-from hierax import interrupt
-from hierax.cli import main
+import hierax.interface.spec
+from hierax.core import interrupt
 from hierax.data import read_table
 from hierax.errors import DataError, FileFormatError, ModelError
-from hierax.fit import Fit
-from hierax.sampling import check_run_options
-from hierax.spec import SpecError, build_model, load_spec, spec_from_fit
+from hierax.inference.sampling import check_run_options
+from hierax.interface.cli import main
+from hierax.interface.spec import SpecError, build_model, load_spec, spec_from_fit
+from hierax.results.fit import Fit
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = Path(hx.__file__).parent / "examples" / "specs"
@@ -373,7 +374,7 @@ def test_an_output_folder_that_cannot_be_made_fails_before_sampling(
     def no_sampling(*args: object, **kwargs: object) -> None:
         raise AssertionError("sampling started")
 
-    monkeypatch.setattr(hx.spec, "fit_spec", no_sampling)
+    monkeypatch.setattr(hx.interface.spec, "fit_spec", no_sampling)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     out = blocker / "out"
@@ -483,7 +484,9 @@ def test_integral_run_options_are_accepted_as_ints() -> None:
 def test_command_line_run_options_are_checked_first(
     arguments: list[str], pattern: str, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    monkeypatch.setattr(hx.spec, "build_model", lambda *a, **k: pytest.fail("model built"))
+    monkeypatch.setattr(
+        hx.interface.spec, "build_model", lambda *a, **k: pytest.fail("model built")
+    )
     assert main(["fit", str(SPECS / "crossed.toml"), *arguments]) == 2
     assert re.search(pattern, capsys.readouterr().err)
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 import hierax as hx
-from hierax.formula.checks import MAX_FIXED_LEVELS, _dependent_columns
-from hierax.formula.design import new_data_design
+from hierax.frontends.formula.checks import MAX_FIXED_LEVELS, _dependent_columns
+from hierax.frontends.formula.design import new_data_design
 
 
 def _table(n: int = 40, seed: int = 0) -> pd.DataFrame:

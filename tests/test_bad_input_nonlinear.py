@@ -20,8 +20,8 @@ import pytest
 
 import hierax as hx
 from hierax.calibration import CalibrationModel
-from hierax.nonlinear import NonlinearModel
-from hierax.spec import build_model, parse_spec
+from hierax.frontends.nonlinear import NonlinearModel
+from hierax.interface.spec import build_model, parse_spec
 
 FORMULA = "y ~ a * exp(-k * x)"
 PARAMS: dict[str, Any] = {"a": "1 + (1 | g)", "k": "1"}

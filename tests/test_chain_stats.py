@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from hierax import chain_stats
-from hierax.convergence import convergence_table
+from hierax.diagnostics.convergence import convergence_table
+from hierax.inference import chain_stats
 
 RTOL = 1e-10
 COLUMNS = ["mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]

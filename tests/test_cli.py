@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 import hierax as hx
-from hierax.cli import main
+from hierax.interface.cli import main
 
 
 def test_demo_writes_summary_fit_and_plots(tmp_path: Path, capsys) -> None:
@@ -48,7 +48,9 @@ def test_unknown_demo_name_is_one_line_error(capsys) -> None:
 
 def test_console_script_help() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "hierax.cli", "demo", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "hierax.interface.cli", "demo", "--help"],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0
     assert "--quick" in result.stdout and "--out" in result.stdout

@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 import hierax as hx
-from hierax import cli
-from hierax.cli import main
+import hierax.interface.spec
+from hierax.interface import cli
+from hierax.interface.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = Path(hx.__file__).parent / "examples" / "specs"
@@ -72,11 +73,14 @@ def test_fit_writes_fit_summary_and_report(crossed_fit: tuple[Path, str]) -> Non
 
 def test_quick_halves_the_spec_draws() -> None:
     args = cli.build_parser().parse_args(["fit", "x.toml", "--quick"])
-    spec = cli._spec_with_overrides(hx.spec.load_spec(SPECS / "crossed.toml"), args)
+    spec = cli._spec_with_overrides(hx.interface.spec.load_spec(SPECS / "crossed.toml"), args)
     assert (spec.sampler.draws, spec.sampler.warmup, spec.sampler.chains) == (500, 500, 4)
     args = cli.build_parser().parse_args(["fit", "x.toml", "--quick", "--draws", "7"])
     assert (
-        cli._spec_with_overrides(hx.spec.load_spec(SPECS / "crossed.toml"), args).sampler.draws == 7
+        cli._spec_with_overrides(
+            hx.interface.spec.load_spec(SPECS / "crossed.toml"), args
+        ).sampler.draws
+        == 7
     )
 
 
@@ -124,7 +128,7 @@ def test_predict_needs_a_formula_spec(
 ) -> None:
     out, _ = crossed_fit
     result = hx.load(out / "fit.nc")
-    naive = hx.spec.load_spec(SPECS / "crossed_naive.toml")
+    naive = hx.interface.spec.load_spec(SPECS / "crossed_naive.toml")
     result.info["spec"] = naive.record()
     result.save(tmp_path / "naive.nc")
     new = DATA / "crossed.csv"
@@ -289,7 +293,7 @@ def test_console_error_without_and_with_traceback(tmp_path: Path) -> None:
 def test_a_swallowed_ctrl_c_is_raised_again_by_check() -> None:
     """Python drops a KeyboardInterrupt raised in a garbage-collection callback (JAX
     registers one); under stop_on_interrupt the samplers' checks raise it again."""
-    from hierax import interrupt
+    from hierax.core import interrupt
 
     class Dropper:
         def __del__(self) -> None:
@@ -337,7 +341,7 @@ def test_ctrl_c_while_writing_keeps_complete_files(
     crossed_fit: tuple[Path, str], tmp_path: Path, monkeypatch, capsys
 ) -> None:
     saved = hx.load(crossed_fit[0] / "fit.nc")
-    monkeypatch.setattr(hx.spec, "fit_spec", lambda *a, **k: saved)
+    monkeypatch.setattr(hx.interface.spec, "fit_spec", lambda *a, **k: saved)
 
     def interrupt(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
@@ -356,7 +360,7 @@ def test_ctrl_c_while_writing_the_summary_leaves_no_temporary(
     crossed_fit: tuple[Path, str], tmp_path: Path, monkeypatch, capsys
 ) -> None:
     saved = hx.load(crossed_fit[0] / "fit.nc")
-    monkeypatch.setattr(hx.spec, "fit_spec", lambda *a, **k: saved)
+    monkeypatch.setattr(hx.interface.spec, "fit_spec", lambda *a, **k: saved)
 
     def interrupted_to_csv(self: pd.DataFrame, path: object, **kwargs: object) -> None:
         Path(str(path)).write_text("partial")
@@ -382,11 +386,11 @@ def test_example_copies_spec_and_data(tmp_path: Path, capsys) -> None:
         "calibration.toml",
         "linear_calibration.json",
     ]
-    spec = hx.spec.load_spec(tmp_path / "calibration.toml")
+    spec = hx.interface.spec.load_spec(tmp_path / "calibration.toml")
     assert spec.data_file == tmp_path / "calibration.csv"
     assert spec.model.calibration == tmp_path / "linear_calibration.json"
     assert spec.output.folder == tmp_path / "calibration-fit"
-    hx.spec.build_model(spec)
+    hx.interface.spec.build_model(spec)
 
 
 # -------------------------------------------------------- every seed (slow)

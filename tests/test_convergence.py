@@ -18,7 +18,7 @@ from models import (
 )
 
 import hierax
-from hierax.convergence import check_convergence
+from hierax.diagnostics.convergence import check_convergence
 
 EIGHT_SCHOOLS = {"y": EIGHT_SCHOOLS_Y, "sigma": EIGHT_SCHOOLS_SIGMA}
 BIMODAL_INIT = [{"theta": -10.0}, {"theta": 10.0}, {"theta": -10.0}, {"theta": 10.0}]

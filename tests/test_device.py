@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hierax._device import prng_key, to_device
+from hierax.core.device import prng_key, to_device
 
 SEEDS = [0, 1, 42, 2**31 - 1, 2**31, 2**32 - 1, 2**32 + 5, 2**40 + 3, 2**63 - 1, -1, -7, -(2**31)]
 

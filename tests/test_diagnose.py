@@ -16,8 +16,8 @@ from models import (
 )
 
 import hierax
-from hierax.convergence import Finding
-from hierax.diagnose import Diagnosis, diagnose, model_dependencies
+from hierax.diagnostics.convergence import Finding
+from hierax.diagnostics.diagnose import Diagnosis, diagnose, model_dependencies
 from hierax.examples import crossed, crossed_formula
 
 EIGHT_SCHOOLS = {"y": EIGHT_SCHOOLS_Y, "sigma": EIGHT_SCHOOLS_SIGMA}

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hierax.marginal.diagonal import diagonal, diagonal_matrix
+from hierax.inference.marginal.diagonal import diagonal, diagonal_matrix
 
 jax.config.update("jax_enable_x64", True)
 

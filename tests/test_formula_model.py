@@ -16,6 +16,7 @@ import reference_models as ref
 
 import hierax as hx
 from hierax.examples import crossed, regression
+from hierax.models.priors import parse_prior
 
 EIGHT_SCHOOLS = pd.DataFrame(
     {
@@ -84,8 +85,8 @@ def test_eight_schools_with_known_se_matches_hand_written_numpyro() -> None:
     priors = model.priors["prior"]
 
     def hand(y, sigma):
-        mu = numpyro.sample("Intercept", hx.priors.parse_prior(priors["Intercept"], "I").build())
-        tau = numpyro.sample("sd_school", hx.priors.parse_prior(priors["sd_school"], "s").build())
+        mu = numpyro.sample("Intercept", parse_prior(priors["Intercept"], "I").build())
+        tau = numpyro.sample("sd_school", parse_prior(priors["sd_school"], "s").build())
         with numpyro.plate("school", 8):
             z = numpyro.sample("z_school", dist.Normal(0, 1))
             numpyro.sample("y", dist.Normal(mu + tau * z, sigma), obs=y)

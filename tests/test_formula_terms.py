@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hierax.errors import ModelError
-from hierax.formula.terms import parse_formula
+from hierax.frontends.formula.terms import parse_formula
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 
-from hierax._heap import frozen_heap
+from hierax.core.heap import frozen_heap
 
 
 @pytest.fixture(autouse=True)

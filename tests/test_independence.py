@@ -1,4 +1,4 @@
-"""Independence Metropolis-Hastings set-up (hierax/independence.py): host-side start values."""
+"""Independence Metropolis-Hastings set-up (hierax/inference/batch_density.py): host-side start values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
-from hierax.independence import _host_inverse
+from hierax.inference.batch_density import host_inverse
 
 jax.config.update("jax_enable_x64", True)
 
@@ -31,18 +31,18 @@ def test_host_inverse_equals_numpyros_inverse(support):
     transform = biject_to(support)
     u = np.random.default_rng(0).normal(size=(3,))
     value = np.asarray(transform(jnp.asarray(u)))
-    np.testing.assert_allclose(_host_inverse(transform, value), u, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(host_inverse(transform, value), u, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(
-        _host_inverse(transform, value), np.asarray(transform.inv(jnp.asarray(value))), rtol=1e-9
+        host_inverse(transform, value), np.asarray(transform.inv(jnp.asarray(value))), rtol=1e-9
     )
 
 
 def test_host_inverse_declines_what_it_cannot_do():
-    assert _host_inverse(biject_to(constraints.simplex), np.full(3, 1 / 3)) is None
+    assert host_inverse(biject_to(constraints.simplex), np.full(3, 1 / 3)) is None
     found = []
     jax.make_jaxpr(  # a bound that depends on a parameter: a tracer
         lambda lower: (
-            found.append(_host_inverse(biject_to(constraints.greater_than(lower)), np.array(3.0)))
+            found.append(host_inverse(biject_to(constraints.greater_than(lower)), np.array(3.0)))
             or lower
         )
     )(1.0)

@@ -17,8 +17,8 @@ from models import (
 from scipy import stats
 
 import hierax
-from hierax.init import check_finite_log_density, per_chain_inits, site_log_densities
-from hierax.model_info import inspect_model
+from hierax.inference.init import check_finite_log_density, per_chain_inits, site_log_densities
+from hierax.models.model_info import inspect_model
 
 QUICK = {"chains": 2, "draws": 50, "warmup": 50, "seed": 5, "progress": False, "warn": False}
 

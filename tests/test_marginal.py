@@ -13,15 +13,14 @@ import pytest
 import scipy.stats as st
 
 import hierax as hx
-from hierax.independence import _independence_chains
-from hierax.marginal import plan_marginalization
-from hierax.marginal.formula import marginal_log_density
-from hierax.marginal.gaussian import (
+from hierax.inference.independence_proposal import independence_chains
+from hierax.inference.marginal.gaussian import (
     Blocks,
     conditional_draw,
     gram_statistics,
     marginal_log_likelihood,
 )
+from hierax.inference.marginal.linear import marginal_log_density, plan_marginalization
 
 
 def grouped_table(seed: int = 0, n_levels: int = 6, per_level: int = 8) -> pd.DataFrame:
@@ -164,7 +163,7 @@ def test_gradient_of_marginal_log_likelihood_matches_finite_differences():
 def test_collapsed_density_of_formula_models_equals_dense_reference(formula, extra):
     table = grouped_table()
     model = hx.Model(formula, table, **extra)
-    plan = plan_marginalization(model)
+    plan = plan_marginalization(model.description)
     assert not isinstance(plan, str), plan
     values = {"sigma": 0.8}
     prior_cov_blocks = []
@@ -207,20 +206,24 @@ def test_collapsed_density_of_formula_models_equals_dense_reference(formula, ext
 def test_non_gaussian_family_is_not_marginalized():
     table = grouped_table()
     table["count"] = np.random.default_rng(0).poisson(3, len(table))
-    plan = plan_marginalization(hx.Model("count ~ x + (1 | g)", table, family="poisson"))
+    plan = plan_marginalization(
+        hx.Model("count ~ x + (1 | g)", table, family="poisson").description
+    )
     assert isinstance(plan, str) and "poisson" in plan
     with pytest.raises(hx.ModelError, match="cannot be marginalized"):
         hx.Model("count ~ x + (1 | g)", table, family="poisson", marginalize=True).fit(draws=10)
 
 
 def test_zero_sum_terms_are_not_marginalized():
-    plan = plan_marginalization(hx.Model("y ~ x + (1 | g)", grouped_table(), zero_sum=True))
+    plan = plan_marginalization(
+        hx.Model("y ~ x + (1 | g)", grouped_table(), zero_sum=True).description
+    )
     assert isinstance(plan, str) and "zero-sum" in plan
 
 
 def test_independence_chains_accept_by_the_ratio():
     log_ratio = np.array([[0.0, -np.inf, 0.5, 0.4]])
-    held, prob = _independence_chains(log_ratio, np.array([[0.0, 0.5, 0.5, 0.99]]))
+    held, prob = independence_chains(log_ratio, np.array([[0.0, 0.5, 0.5, 0.99]]))
     assert held.tolist() == [[0, 0, 2, 2]]
     assert prob[0, 1] == 0.0 and prob[0, 2] == 1.0
     assert prob[0, 3] == pytest.approx(np.exp(-0.1))
@@ -234,7 +237,7 @@ def test_independence_chains_equal_the_textbook_recursion():
     log_ratio[rng.random(log_ratio.shape) < 0.05] = -np.inf
     log_ratio[1, 0] = -np.inf
     uniforms = rng.random(log_ratio.shape)
-    held, prob = _independence_chains(log_ratio, uniforms)
+    held, prob = independence_chains(log_ratio, uniforms)
     for chain in range(3):
         current = 0
         for step in range(1, 500):
@@ -257,9 +260,13 @@ def test_independence_chains_equal_the_textbook_recursion():
 def test_expected_acceptance_matches_a_simulated_independence_chain(dim, df, scale):
     """Gaussian target, Student-t proposal: the estimate from 4000 weighted draws
     agrees with the acceptance rate of a 100 000-step independence MH chain."""
-    from hierax.independence import _independence_chains, _Proposal, expected_acceptance
+    from hierax.inference.independence_proposal import (
+        StudentTProposal,
+        expected_acceptance,
+        independence_chains,
+    )
 
-    proposal = _Proposal(np.zeros(dim), np.eye(dim), df=df, scale=scale)
+    proposal = StudentTProposal(np.zeros(dim), np.eye(dim), df=df, scale=scale)
     rng = np.random.default_rng(dim)
 
     def log_ratio(size: int) -> np.ndarray:
@@ -267,18 +274,18 @@ def test_expected_acceptance_matches_a_simulated_independence_chain(dim, df, sca
         return -0.5 * np.sum(z**2, axis=1) - proposal.log_density(z)
 
     estimate = expected_acceptance(log_ratio(4000))
-    _, prob = _independence_chains(log_ratio(100_000)[None, :], rng.uniform(size=(1, 100_000)))
+    _, prob = independence_chains(log_ratio(100_000)[None, :], rng.uniform(size=(1, 100_000)))
     assert estimate == pytest.approx(prob[0, 1:].mean(), abs=0.02)
 
 
 @pytest.mark.parametrize("dim", [2, 6])
 def test_expected_acceptance_of_another_proposal_from_reweighted_draws(dim):
     """A tighter proposal's rate, estimated from a covering one's draws, matches its own."""
-    from hierax.independence import _Proposal, expected_acceptance
+    from hierax.inference.independence_proposal import StudentTProposal, expected_acceptance
 
     rng = np.random.default_rng(dim)
-    covering = _Proposal(np.zeros(dim), np.eye(dim), df=5.0, scale=1.5)
-    tight = _Proposal(np.full(dim, 0.1), 0.9 * np.eye(dim), df=30.0, scale=1.0)
+    covering = StudentTProposal(np.zeros(dim), np.eye(dim), df=5.0, scale=1.5)
+    tight = StudentTProposal(np.full(dim, 0.1), 0.9 * np.eye(dim), df=30.0, scale=1.0)
     z = covering.draw(rng, 20_000)
     log_p = -0.5 * np.sum(z**2, axis=1)
     estimate = expected_acceptance(
@@ -291,7 +298,7 @@ def test_expected_acceptance_of_another_proposal_from_reweighted_draws(dim):
 
 
 def test_expected_acceptance_is_one_for_an_exact_proposal_and_counts_impossible_draws():
-    from hierax.independence import expected_acceptance
+    from hierax.inference.independence_proposal import expected_acceptance
 
     assert expected_acceptance(np.zeros(100)) == pytest.approx(1.0)
     assert expected_acceptance(np.r_[np.zeros(50), np.full(50, -np.inf)]) == pytest.approx(0.5)
@@ -361,11 +368,11 @@ def test_marginalized_fit_records_and_keeps_every_site():
 
 
 def test_student_t_proposal_matches_scipy_multivariate_t():
-    from hierax.independence import SCALE, _Proposal
+    from hierax.inference.independence_proposal import SCALE, StudentTProposal
 
     rng = np.random.default_rng(0)
     chol = np.linalg.cholesky(np.array([[2.0, 0.5, 0.0], [0.5, 1.0, 0.3], [0.0, 0.3, 0.5]]))
-    proposal = _Proposal(np.array([1.0, -1.0, 0.5]), chol)
+    proposal = StudentTProposal(np.array([1.0, -1.0, 0.5]), chol)
     reference = st.multivariate_t(proposal.mean, SCALE**2 * chol @ chol.T, df=5.0)
     points = rng.normal(size=(20, 3)) * 3
     np.testing.assert_allclose(proposal.log_density(points), reference.logpdf(points), rtol=1e-9)
@@ -379,18 +386,18 @@ def test_student_t_proposal_matches_scipy_multivariate_t():
 @pytest.mark.slow
 def test_independence_draws_match_grid_quadrature_of_the_collapsed_posterior():
     """Crossed model collapsed to (sd_g, sd_h, sigma): exact moments by quadrature."""
-    from hierax.marginal.formula import collapsed_model
-    from hierax.sampling import _initial_unconstrained, _Unconstrained, prepare
+    from hierax.inference.marginal.linear import collapsed_model
+    from hierax.inference.sampling import Unconstrained, initial_unconstrained, prepare
 
     table = grouped_table(seed=1, n_levels=8, per_level=10)
     model = hx.Model("y ~ x + (1 | g) + (1 | h)", table)
-    plan = plan_marginalization(model)
+    plan = plan_marginalization(model.description)
     collapsed = collapsed_model(plan, model._priors)
     data, _, _ = prepare(collapsed, {"gram": plan.stats.gram})
-    numpyro_info, start, unravel = _initial_unconstrained(
+    numpyro_info, start, unravel = initial_unconstrained(
         collapsed, data, None, 1, jax.random.PRNGKey(0)
     )
-    target = _Unconstrained(numpyro_info.potential_fn, unravel)
+    target = Unconstrained(numpyro_info.potential_fn, unravel)
     assert sorted(unravel(jnp.zeros(3))) == ["sd_g", "sd_h", "sigma"]
     # log sd_g, log sd_h, log sigma on a grid wide enough to hold all the mass
     axes = [np.linspace(-2.5, 2.5, 80), np.linspace(-9.0, 2.5, 120), np.linspace(-0.8, 0.2, 60)]
@@ -422,13 +429,13 @@ def test_independence_draws_match_grid_quadrature_of_the_collapsed_posterior():
 def test_blockwise_tail_equals_the_dense_computation(formula, monkeypatch):
     """The largest term eliminated per level (Schur complement) gives the same density
     and the same conditional distribution as the dense Cholesky."""
-    import hierax.marginal.formula as marginal_formula
+    import hierax.inference.marginal.linear as marginal_formula
 
     table = grouped_table(seed=3)
     model = hx.Model(formula, table)
-    dense = plan_marginalization(model)
+    dense = plan_marginalization(model.description)
     monkeypatch.setattr(marginal_formula, "SPLIT_MIN", 1)
-    split = plan_marginalization(model)
+    split = plan_marginalization(model.description)
     assert dense.stats.tail is None and split.stats.tail is not None
     values = {"sigma": 0.8, "sd_g": np.array([0.9, 0.4]) if "x | g" in formula else 0.9}
     if "x | g" in formula:
@@ -442,7 +449,7 @@ def test_blockwise_tail_equals_the_dense_computation(formula, monkeypatch):
     posterior = {
         k: np.broadcast_to(np.asarray(v), (1, 3000) + np.shape(v)) for k, v in values.items()
     }
-    from hierax.marginal.formula import draw_marginalized
+    from hierax.inference.marginal.linear import draw_marginalized
 
     draws = [
         draw_marginalized(plan, model._priors, posterior, jax.random.PRNGKey(i))
@@ -468,7 +475,7 @@ def test_many_levels_are_factorized_per_level():
         }
     )
     model = hx.Model("y ~ x + (1 | g)", table)
-    plan = plan_marginalization(model)
+    plan = plan_marginalization(model.description)
     assert not isinstance(plan, str) and plan.stats.tail.shape == (levels, 1, 1)
     assert plan.stats.gram.shape == (2 + 2, 2 + 2)
     value = marginal_log_density(plan, model._priors, {"sigma": 1.0, "sd_g": 1.0})
@@ -501,11 +508,11 @@ def test_independence_chains_do_not_stick_on_the_radon_benchmark(seed):
 
 def test_burn_in_follows_the_ratio_bound():
     """(1 - 1/M)^n <= 1e-3, with M the largest ratio over their mean."""
-    from hierax.independence import _burn_in
+    from hierax.inference.independence_proposal import burn_in
 
     weights = np.r_[np.ones(998), 2.0, 2.0]  # M = 2 / 1.002
     expected = int(np.ceil(np.log(1e-3) / np.log1p(-1.002 / 2.0)))
-    assert _burn_in(np.log(weights), -0.5, 100) == expected == 10
-    assert _burn_in(np.log(weights), 0.3, 100) == 100  # unbounded ratios: the longest
-    assert _burn_in(np.zeros(50), -1.0, 100) == 1  # an exact proposal
-    assert _burn_in(np.log(np.r_[np.ones(999), 500.0]), -0.5, 20) == 20  # capped
+    assert burn_in(np.log(weights), -0.5, 100) == expected == 10
+    assert burn_in(np.log(weights), 0.3, 100) == 100  # unbounded ratios: the longest
+    assert burn_in(np.zeros(50), -1.0, 100) == 1  # an exact proposal
+    assert burn_in(np.log(np.r_[np.ones(999), 500.0]), -0.5, 20) == 20  # capped

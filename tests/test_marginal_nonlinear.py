@@ -17,15 +17,15 @@ from models import assert_same_posterior
 import hierax as hx
 from hierax.errors import ModelError
 from hierax.examples import binaries_nl, calibration_nl
-from hierax.marginal.nonlinear import (
+from hierax.inference.marginal.affine import affine_degree
+from hierax.inference.marginal.kernels import (
     LinearGaussian,
-    affine_degree,
     conditional_sample,
-    marginal_log_density,
     marginal_log_likelihood,
-    plan_marginalization,
 )
-from hierax.nonlinear.expression import parse_expression
+from hierax.inference.marginal.nonlinear import marginal_log_density
+from hierax.inference.marginal.nonlinear_plan import plan_marginalization
+from hierax.models.expression import parse_expression
 
 
 def dense_log_likelihood(y, W, mean, prior_cov, noise_var):
@@ -143,7 +143,7 @@ def test_affine_degree_of_expressions(text, names, degree):
 def test_symbolic_slopes_reproduce_the_expression(text, names):
     import dataclasses
 
-    from hierax.marginal.nonlinear import free_tree, slope_tree
+    from hierax.inference.marginal.affine import free_tree, slope_tree
 
     expression = parse_expression(text)
     rng = np.random.default_rng(0)
@@ -168,7 +168,7 @@ def test_symbolic_slopes_reproduce_the_expression(text, names):
 
 def test_terms_that_vanish_with_the_marginalized_parameters_are_not_computed():
     """The binary stars' mean is 0 at a = b = v0 = 0: no cosine or sine is left in it."""
-    from hierax.marginal.nonlinear import free_tree
+    from hierax.inference.marginal.affine import free_tree
 
     expression = parse_expression(binaries_nl.FORMULA.split("~")[1])
     assert free_tree(expression.tree, {"a", "b", "v0"}) is None
@@ -203,14 +203,14 @@ def binaries_values(rng, model):
 @pytest.mark.parametrize("split_min", [32, 10**9], ids=["per-star", "dense"])
 def test_binaries_collapsed_density_equals_dense_reference(split_min):
     model = binaries_nl.model()
-    plan = plan_marginalization(model, split_min=split_min)
+    plan = plan_marginalization(model.description, split_min=split_min)
     assert not isinstance(plan, str), plan
     assert plan.marginalized == ["r_a_star", "r_b_star", "r_v0_star"]
     assert (plan.head_size, plan.tail_width) == ((0, 3) if split_min == 32 else (42, 0))
     rng = np.random.default_rng(1)
     for _ in range(3):
         values = binaries_values(rng, model)
-        value = float(marginal_log_density(plan, model, model.arrays(), values))
+        value = float(marginal_log_density(plan, model.description, model.arrays(), values))
         assert value == pytest.approx(binaries_dense(model, values), rel=1e-8)
 
 
@@ -230,7 +230,7 @@ def calibration_dense(model, values):
 @pytest.mark.parametrize("split_min", [32, 1], ids=["dense", "per-batch"])
 def test_calibration_collapsed_density_equals_dense_reference(split_min):
     model = calibration_nl.model()
-    plan = plan_marginalization(model, split_min=split_min)
+    plan = plan_marginalization(model.description, split_min=split_min)
     assert not isinstance(plan, str), plan
     assert sorted(plan.marginalized) == ["intercept", "intercept_batch", "slope"]
     assert set(plan.not_marginalized) == {"S0", "k"}
@@ -242,7 +242,7 @@ def test_calibration_collapsed_density_equals_dense_reference(split_min):
             "k": rng.uniform(0.02, 0.2),
             "sigma": rng.uniform(0.05, 0.3),
         }
-        value = float(marginal_log_density(plan, model, model.arrays(), values))
+        value = float(marginal_log_density(plan, model.description, model.arrays(), values))
         assert value == pytest.approx(calibration_dense(model, values), rel=1e-8)
 
 
@@ -317,21 +317,21 @@ def zoo_dense(model, values):
 @pytest.mark.parametrize("split_min", [32, 1], ids=["dense", "per-level"])
 def test_correlated_and_non_centered_terms_equal_dense_reference(split_min):
     model = zoo_model()
-    plan = plan_marginalization(model, split_min=split_min)
+    plan = plan_marginalization(model.description, split_min=split_min)
     assert not isinstance(plan, str), plan
     assert plan.marginalized[:3] == ["a_Intercept", "b_a_x2", "b"]
     assert set(plan.marginalized[3:]) == {"z_a_g", "z_b_h"}
     rng = np.random.default_rng(3)
     for _ in range(3):
         values = zoo_values(rng)
-        value = float(marginal_log_density(plan, model, model.arrays(), values))
+        value = float(marginal_log_density(plan, model.description, model.arrays(), values))
         assert value == pytest.approx(zoo_dense(model, values), rel=1e-8)
 
 
 @pytest.mark.parametrize("which", ["calibration", "zoo"])
 def test_gradient_of_collapsed_density_matches_finite_differences(which):
     model = calibration_nl.model() if which == "calibration" else zoo_model()
-    plan = plan_marginalization(model, split_min=1)
+    plan = plan_marginalization(model.description, split_min=1)
     assert not isinstance(plan, str), plan
     data = model.arrays()
     base = (
@@ -348,7 +348,7 @@ def test_gradient_of_collapsed_density_matches_finite_differences(which):
             size = np.size(base[name])
             values[name] = jnp.reshape(jnp.exp(logs[start : start + size]), np.shape(base[name]))
             start += size
-        return marginal_log_density(plan, model, data, values)
+        return marginal_log_density(plan, model.description, data, values)
 
     point = jnp.concatenate([jnp.log(jnp.ravel(jnp.asarray(base[n]))) for n in positive])
     point = point + 0.05 * jax.random.normal(jax.random.PRNGKey(0), point.shape)
@@ -377,7 +377,7 @@ def test_reasons_for_parameters_that_stay_sampled():
             "d_Intercept": "Normal(0, 1)",
         },
     )
-    plan = plan_marginalization(model)
+    plan = plan_marginalization(model.description)
     assert not isinstance(plan, str)
     assert plan.marginalized == ["a", "z_a_g"]
     assert "jointly affine" in plan.not_marginalized["b"]
@@ -389,7 +389,7 @@ def test_nothing_to_marginalize_is_recorded_or_raises():
     model = hx.NonlinearModel(
         "y ~ exp(a)", zoo_table(), params={"a": "1"}, priors={"a": "Normal(0, 1)"}
     )
-    reason = plan_marginalization(model)
+    reason = plan_marginalization(model.description)
     assert isinstance(reason, str) and "a: it enters the expression nonlinearly" in reason
     with pytest.raises(ModelError, match="cannot be marginalized.*nonlinearly"):
         model.fit(marginalize=True, chains=1, draws=10, warmup=10, progress=False)
@@ -401,13 +401,13 @@ def test_nothing_to_marginalize_is_recorded_or_raises():
 def test_non_gaussian_family_and_latents_are_not_marginalized():
     from hierax.examples import parallax_nl
 
-    assert "latent" in plan_marginalization(parallax_nl.model())
+    assert "latent" in plan_marginalization(parallax_nl.model().description)
     table = zoo_table()
     table["count"] = np.arange(len(table)) % 4
     model = hx.NonlinearModel(
         "count ~ exp(a)", table, params={"a": "1"}, priors={"a": "Normal(0, 1)"}, family="poisson"
     )
-    assert "poisson" in plan_marginalization(model)
+    assert "poisson" in plan_marginalization(model.description)
 
 
 # ------------------------------------------------------------------ fits

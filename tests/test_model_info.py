@@ -10,7 +10,7 @@ import pytest
 from models import uniform_upper_model
 
 import hierax
-from hierax.model_info import check_observed_support, inspect_model
+from hierax.models.model_info import check_observed_support, inspect_model
 
 
 def plated_model(y):

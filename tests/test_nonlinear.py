@@ -11,7 +11,7 @@ from numpyro.infer.util import log_density
 
 import hierax as hx
 from hierax.examples import calibration, parallax
-from hierax.nonlinear.expression import parse_expression, resolve_names
+from hierax.models.expression import parse_expression, resolve_names
 
 CALIBRATION_PRIORS = {
     "intercept": "Normal(0.3, 0.2)",

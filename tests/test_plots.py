@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 from models import SCHOOLS, hierarchical_data, hierarchical_model
 
 import hierax as hx
-from hierax import plots
 from hierax.errors import HieraxError
+from hierax.present import diagram, plots
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_prior_posterior_needs_the_prior_group(count_fit):
 
 
 def test_plate_is_skipped_without_graphviz(fit, monkeypatch):
-    monkeypatch.setattr(plots, "graphviz_available", lambda: False)
+    monkeypatch.setattr(diagram, "graphviz_available", lambda: False)
     assert plots.plot_plate(fit) is None
     assert plots.plate_diagram(fit) is None
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hierax.precondition import (
+from hierax.inference.precondition import (
     find_mode,
     from_curvature,
     hessian_function,

@@ -8,7 +8,7 @@ import numpyro
 import pytest
 
 from hierax.errors import ModelError
-from hierax.priors import DISTRIBUTIONS, Prior, check_arguments, parse_prior
+from hierax.models.priors import DISTRIBUTIONS, Prior, check_arguments, parse_prior
 
 
 @pytest.mark.parametrize(

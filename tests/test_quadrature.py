@@ -9,7 +9,7 @@ import numpyro.distributions as dist
 import pytest
 import scipy.stats as st
 
-from hierax.marginal.quadrature import (
+from hierax.inference.marginal.quadrature import (
     GRID_POINTS,
     NODES,
     conditional_draws,

@@ -15,13 +15,13 @@ from browser import render_report
 from models import SCHOOLS, hierarchical_data, hierarchical_model, normal_data, normal_model
 
 import hierax as hx
-import hierax.model
-import hierax.nonlinear.model
-from hierax import plots, report
-from hierax.diagnose import Diagnosis
-from hierax.model import describe_formula_model
-from hierax.nonlinear import param
-from hierax.nonlinear.model import NonlinearModel
+import hierax.frontends.model
+import hierax.frontends.nonlinear.model
+from hierax.diagnostics.diagnose import Diagnosis
+from hierax.frontends.model import describe_formula_model
+from hierax.frontends.nonlinear import param
+from hierax.frontends.nonlinear.model import NonlinearModel
+from hierax.present import diagram, report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -146,7 +146,7 @@ def test_diagnostics_list_the_findings_of_a_bad_fit(monkeypatch):
     )
     diagnosis = bad.diagnose()
     assert diagnosis.findings, "a 20-draw fit should have findings"
-    monkeypatch.setattr(plots, "graphviz_available", lambda: False)
+    monkeypatch.setattr(diagram, "graphviz_available", lambda: False)
     page = report.render_report(bad)
     diagnostics = _section_of(page, "diagnostics")
     assert diagnostics.count('class="hierax-finding"') == len(diagnosis.findings)
@@ -218,7 +218,7 @@ def _no_sampling(fit):
 
 
 def test_formula_fit_records_its_description_and_keeps_it_on_disk(fit, tmp_path, monkeypatch):
-    monkeypatch.setattr(hierax.model, "_fit", _no_sampling(fit))
+    monkeypatch.setattr(hierax.frontends.model, "fit_description", _no_sampling(fit))
     model = _formula_model()
     result = model.fit(seed=2, marginalize=False)
     assert result.info["stand_in"]
@@ -233,7 +233,7 @@ def test_formula_fit_records_its_description_and_keeps_it_on_disk(fit, tmp_path,
 
 
 def test_nonlinear_fit_records_its_description(fit, monkeypatch):
-    monkeypatch.setattr(hierax.nonlinear.model, "_fit", _no_sampling(fit))
+    monkeypatch.setattr(hierax.frontends.nonlinear.model, "fit_description", _no_sampling(fit))
     result = _nonlinear_model().fit(seed=1, marginalize=False)
     assert result.info["stand_in"]
     description = result.info["description"]

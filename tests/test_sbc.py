@@ -19,7 +19,9 @@ import xarray as xr
 
 import hierax as hx
 from hierax.errors import ModelError, SamplingError
-from hierax.sbc import SBCResult, chi_square_uniformity, rank_statistics, sbc, thin_draws
+from hierax.results.sbc import sbc
+from hierax.results.sbc_ranks import chi_square_uniformity, rank_statistics, thin_draws
+from hierax.results.sbc_result import SBCResult
 
 L = 99  # kept draws: ranks 0..99, 20 bins of 5 rank values
 
@@ -187,7 +189,7 @@ def prior_fits(monkeypatch):
         return _PriorFit(seed, settings["shrink"])
 
     # the module, not the function hierax.fit that the package re-exports
-    monkeypatch.setattr(importlib.import_module("hierax.fit"), "fit", fake_fit)
+    monkeypatch.setattr(importlib.import_module("hierax.results.fit"), "fit", fake_fit)
     return settings
 
 
@@ -342,7 +344,7 @@ def test_mode_search_survives_scipys_trust_exact_failing(monkeypatch):
     """
     import scipy.optimize
 
-    from hierax import precondition
+    from hierax.inference import precondition
 
     real_minimize = scipy.optimize.minimize
 

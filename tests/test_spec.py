@@ -11,8 +11,8 @@ import pytest
 
 import hierax as hx
 from hierax.examples import crossed
-from hierax.nonlinear import NonlinearModel
-from hierax.spec import (
+from hierax.frontends.nonlinear import NonlinearModel
+from hierax.interface.spec import (
     FunctionModel,
     SpecError,
     build_model,

@@ -15,9 +15,9 @@ model of any NumPyro model function with :func:`calibration_likelihood`.
 
 from __future__ import annotations
 
-from .fitting import MLEResult
-from .inference import IndependentPosterior
-from .mean_functions import (
+from hierax.calibration.fitting import MLEResult
+from hierax.calibration.inference import IndependentPosterior
+from hierax.calibration.mean_functions import (
     MEAN_FUNCTIONS,
     MeanFunction,
     asymmetric_logistic,
@@ -32,8 +32,8 @@ from .mean_functions import (
     polynomial,
     xlog_asymmetric_logistic,
 )
-from .model import CalibrationModel
-from .noise import (
+from hierax.calibration.model import CalibrationModel, load_model
+from hierax.calibration.noise import (
     NOISE_MODELS,
     LaplaceNoise,
     LogNormalNoise,
@@ -43,9 +43,9 @@ from .noise import (
     StudentTNoise,
     noise_model,
 )
-from .numpyro_site import calibration_likelihood
-from .persistence import load_model, save_model
-from .plotting import plot_model
+from hierax.calibration.numpyro_site import calibration_likelihood
+from hierax.calibration.persistence import save_model
+from hierax.calibration.plotting import plot_model
 
 __all__ = [
     "MEAN_FUNCTIONS",

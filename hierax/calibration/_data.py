@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CalibrationWarning, DataError, InitializationError, ModelError, close_matches
+from hierax.errors import (
+    CalibrationWarning,
+    DataError,
+    InitializationError,
+    ModelError,
+    close_matches,
+)
 
 Bounds = (
     Sequence[tuple[float | None, float | None]] | Mapping[str, tuple[float | None, float | None]]

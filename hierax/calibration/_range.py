@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from ..errors import CalibrationWarning
+from hierax.errors import CalibrationWarning
 
 if TYPE_CHECKING:
-    from .model import CalibrationModel
+    from hierax.calibration.model import CalibrationModel
 
 __all__ = ["OUTSIDE_PROBABILITY", "check_inverse_prediction", "readouts_outside"]
 

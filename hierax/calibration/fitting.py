@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 from scipy import optimize
 
-from ..errors import CalibrationWarning, InitializationError, ModelError
-from ._data import (
+from hierax.calibration._data import (
     Bounds,
     bound_pairs,
     check_guess_inside,
@@ -31,11 +32,14 @@ from ._data import (
     clean_calibration_data,
     theta_vector,
 )
-from .noise import LogNormalNoise, PoissonNoise, StudentTNoise
+from hierax.calibration.noise import LogNormalNoise, PoissonNoise, StudentTNoise
+from hierax.calibration.numpyro_site import calibration_likelihood
+from hierax.errors import CalibrationWarning, InitializationError, ModelError
+from hierax.results.fit import fit as hx_fit
 
 if TYPE_CHECKING:
-    from ..fit import Fit
-    from .model import CalibrationModel
+    from hierax.calibration.model import CalibrationModel
+    from hierax.results.fit import Fit
 
 __all__ = [
     "MLEResult",
@@ -488,12 +492,6 @@ def fit_bayes(
     **fit_kwargs: Any,
 ) -> Fit:
     """Posterior over theta with :func:`hierax.fit`; see ``CalibrationModel.fit_bayes``."""
-    import numpyro
-    import numpyro.distributions as dist
-
-    from ..fit import fit as hx_fit
-    from .numpyro_site import calibration_likelihood
-
     x, y = clean_calibration_data(x, y, cal.independent_key, cal.dependent_key)
 
     priors = dict(priors or {})

@@ -29,11 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import DataError, ModelError
-from ._range import readouts_outside
+from hierax.calibration._range import readouts_outside
+from hierax.errors import DataError, ModelError
 
 if TYPE_CHECKING:
-    from .model import CalibrationModel
+    from hierax.calibration.model import CalibrationModel
 
 __all__ = [
     "IndependentPosterior",

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import ModelError, close_matches
+from hierax.errors import ModelError, close_matches
 
 __all__ = [
     "MeanFunction",

@@ -20,22 +20,22 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from .._device import prng_key
-from ..errors import ModelError, close_matches
-from . import fitting, inference
-from ._data import Bounds, bound_pairs, theta_vector
-from ._range import check_inverse_prediction
-from .fitting import MLEResult
-from .inference import IndependentPosterior
-from .mean_functions import MeanFunction, mean_function
-from .noise import NoiseModel, noise_model
+from hierax.calibration import fitting, inference, persistence, plotting
+from hierax.calibration._data import Bounds, bound_pairs, theta_vector
+from hierax.calibration._range import check_inverse_prediction
+from hierax.calibration.fitting import MLEResult
+from hierax.calibration.inference import IndependentPosterior
+from hierax.calibration.mean_functions import MeanFunction, mean_function
+from hierax.calibration.noise import NoiseModel, noise_model
+from hierax.core.device import prng_key
+from hierax.errors import ModelError, close_matches
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ..fit import Fit
+    from hierax.results.fit import Fit
 
-__all__ = ["CalibrationModel"]
+__all__ = ["CalibrationModel", "load_model"]
 
 ThetaLike = Sequence[Any] | Mapping[str, Any] | np.ndarray | jax.Array
 
@@ -376,9 +376,7 @@ class CalibrationModel:
     # --------------------------------------------------------- saving, plotting
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model as versioned JSON (see :mod:`hierax.calibration.persistence`)."""
-        from .persistence import save_model
-
-        return save_model(self, path)
+        return persistence.save_model(self, path)
 
     @classmethod
     def load(
@@ -395,15 +393,16 @@ class CalibrationModel:
         :class:`~hierax.errors.IncompatibleModelError`, one of an incompatible
         major format version :class:`~hierax.errors.IncompatibleVersionError`.
         """
-        from .persistence import load_model
-
-        return load_model(path, model_class=cls, mean=mean, noise=noise)
+        fields = persistence.read_model(path, model_type=cls.__name__, mean=mean, noise=noise)
+        # subclasses may fix mean and noise in their own __init__: fill the object
+        # through the base initialiser with what the file says
+        model = cls.__new__(cls)
+        CalibrationModel.__init__(model, **fields)
+        return model
 
     def plot_model(self, **kwargs: Any) -> Figure:
         """Data, median and likelihood bands over linear and log x, and residuals."""
-        from .plotting import plot_model
-
-        return plot_model(self, **kwargs)
+        return plotting.plot_model(self, **kwargs)
 
     # ------------------------------------------------------------------ basics
     def _replace(self, **changes: Any) -> CalibrationModel:
@@ -451,6 +450,23 @@ class CalibrationModel:
         else:
             theta = ", ".join(f"{n}={v:.6g}" for n, v in self.theta_dict.items())
         return f"<CalibrationModel {mean} + {noise} noise: {theta}>"
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    model_class: type[CalibrationModel] | None = None,
+    mean: str | MeanFunction | None = None,
+    noise: str | NoiseModel | None = None,
+) -> CalibrationModel:
+    """Read a model written by :func:`~hierax.calibration.save_model`.
+
+    ``model_class`` (default :class:`CalibrationModel`) is the class to load
+    into; the file's ``model_type`` must be its name. See
+    :meth:`CalibrationModel.load` and :func:`hierax.calibration.persistence.read_model`
+    for ``mean``, ``noise`` and the errors raised.
+    """
+    return (model_class or CalibrationModel).load(path, mean=mean, noise=noise)
 
 
 def _optional_vector(value: Any, names: Sequence[str], what: str) -> np.ndarray | None:

@@ -22,8 +22,8 @@ import numpy as np
 import numpyro.distributions as dist
 from scipy import stats
 
-from ..errors import ModelError, close_matches
-from .mean_functions import polynomial
+from hierax.calibration.mean_functions import polynomial
+from hierax.errors import ModelError, close_matches
 
 __all__ = [
     "LaplaceNoise",

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpyro
 
 if TYPE_CHECKING:
-    from .model import CalibrationModel
+    from hierax.calibration.model import CalibrationModel
 
 __all__ = ["calibration_likelihood"]
 

@@ -3,7 +3,9 @@
 The file holds the model type, the mean function and noise model, the
 parameter names, the fitted values, bounds and guess, the calibration data,
 the keys of x and y, the versions and a timestamp. Loading checks the model
-type and the major version of the format before reading anything else.
+type and the major version of the format before reading anything else, and
+returns the constructor's arguments: :meth:`CalibrationModel.load` builds the
+model (this module never imports it).
 Non-finite numbers are written as ``null`` (JSON has no NaN/inf).
 """
 
@@ -19,21 +21,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import __version__
-from .._files import atomic_write
-from ..errors import (
+from hierax.calibration.mean_functions import MEAN_FUNCTIONS, MeanFunction, mean_function
+from hierax.calibration.noise import NOISE_MODELS, NoiseModel, noise_model
+from hierax.core.files import atomic_write
+from hierax.core.version import __version__
+from hierax.errors import (
     FileFormatError,
     IncompatibleModelError,
     IncompatibleVersionError,
     close_matches,
 )
-from .mean_functions import MEAN_FUNCTIONS, MeanFunction, mean_function
-from .noise import NOISE_MODELS, NoiseModel, noise_model
 
 if TYPE_CHECKING:
-    from .model import CalibrationModel
+    from hierax.calibration.model import CalibrationModel
 
-__all__ = ["FORMAT_VERSION", "CalibrationFileNotFoundError", "load_model", "save_model"]
+__all__ = [
+    "FORMAT_VERSION",
+    "CalibrationFileNotFoundError",
+    "read_model",
+    "save_model",
+    "to_dict",
+]
 
 FORMAT_VERSION = "1.0"
 _FORMAT_NAME = "hierax.calibration"
@@ -240,16 +248,17 @@ def _read_json(path: Path) -> Any:
         ) from None
 
 
-def load_model(
+def read_model(
     path: str | os.PathLike[str],
     *,
-    model_class: type[CalibrationModel] | None = None,
+    model_type: str = "CalibrationModel",
     mean: str | MeanFunction | None = None,
     noise: str | NoiseModel | None = None,
-) -> CalibrationModel:
-    """Read a model written by :func:`save_model`.
+) -> dict[str, Any]:
+    """Read a file written by :func:`save_model` into the keyword arguments of
+    ``CalibrationModel.__init__`` (``CalibrationModel.load`` builds the model).
 
-    Every key is checked for its type and length before the model is built, so
+    Every key is checked for its type and length before anything is built, so
     a damaged or hand-edited file gives an error that names the file and the
     key. Loading never imports code: the mean function and noise model are
     looked up among the built-in ones by name, and custom ones must be passed.
@@ -257,9 +266,8 @@ def load_model(
     Parameters
     ----------
     path : path
-    model_class : type, optional
-        The class to load into (default :class:`CalibrationModel`); the file's
-        ``model_type`` must be its name.
+    model_type : str
+        The class name the file's ``model_type`` must be.
     mean, noise : optional
         The mean function and noise model you expect; a custom MeanFunction or
         NoiseModel must be given here because code is not stored in the file.
@@ -278,9 +286,6 @@ def load_model(
         The file holds another model type, or a mean function or noise model
         that is not the expected one or not built in.
     """
-    from .model import CalibrationModel
-
-    cls = model_class or CalibrationModel
     path = Path(path)
     content = _read_json(path)
     if not isinstance(content, dict) or content.get("format") != _FORMAT_NAME:
@@ -303,11 +308,11 @@ def load_model(
             f"hierax ({__version__}) reads major version {_major(FORMAT_VERSION)} (format "
             f"{FORMAT_VERSION}). Refit the calibration, or load it with a matching hierax version."
         )
-    model_type = data.string("model_type")
-    if model_type != cls.__name__:
+    stored_type = data.string("model_type")
+    if stored_type != model_type:
         raise IncompatibleModelError(
-            f"{str(path)!r} holds a {model_type!r}, not a {cls.__name__!r}; load it "
-            f"with {model_type}.load."
+            f"{str(path)!r} holds a {stored_type!r}, not a {model_type!r}; load it "
+            f"with {stored_type}.load."
         )
     # a degree gives one parameter per coefficient: bound it by the names (with room
     # for a mismatch to be blamed on the names) before building anything that large
@@ -324,23 +329,18 @@ def load_model(
             "null exactly when 'cal_independent' is null",
             content["cal_dependent"],
         )
-    # subclasses may fix mean and noise in their own __init__: fill the object
-    # through the base initialiser with what the file says
-    model = cls.__new__(cls)
-    CalibrationModel.__init__(
-        model,
-        mean_fn,
-        noise_obj,
-        theta_names=names,
-        independent_key=data.string("independent_key"),
-        dependent_key=data.string("dependent_key"),
-        theta_fitted=data.numbers("theta_fitted", n_theta),
-        theta_guess=data.numbers("theta_guess", n_theta),
-        theta_bounds=data.bounds("theta_bounds", names),
-        cal_independent=x_data,
-        cal_dependent=y_data,
-    )
-    return model
+    return {
+        "mean": mean_fn,
+        "noise": noise_obj,
+        "theta_names": names,
+        "independent_key": data.string("independent_key"),
+        "dependent_key": data.string("dependent_key"),
+        "theta_fitted": data.numbers("theta_fitted", n_theta),
+        "theta_guess": data.numbers("theta_guess", n_theta),
+        "theta_bounds": data.bounds("theta_bounds", names),
+        "cal_independent": x_data,
+        "cal_dependent": y_data,
+    }
 
 
 def _json_type(value: Any) -> str:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ModelError
+from hierax.errors import ModelError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .model import CalibrationModel
+    from hierax.calibration.model import CalibrationModel
 
 __all__ = ["plot_model"]
 

@@ -28,7 +28,7 @@ ALL_NAMES = NAMES + EXTRA_NAMES
 def get(name: str) -> ModuleType:
     """The example module called ``name``."""
     if name not in ALL_NAMES:
-        from ..errors import close_matches
+        from hierax.errors import close_matches
 
         raise KeyError(
             f"unknown example {name!r}; choose from {list(ALL_NAMES)}."

@@ -16,12 +16,12 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 
-from ..data import factorize
-from ..fit import Fit
-from ..fit import fit as hx_fit
-from ..periodogram import best_sinusoid
-from ..plots import plot_forest, plot_pair, plot_trace, save_figure
-from ._data import load_csv, load_truth
+from hierax.data import factorize
+from hierax.examples._data import load_csv, load_truth
+from hierax.inference.periodogram import best_sinusoid
+from hierax.present.plots import plot_forest, plot_pair, plot_trace, save_figure
+from hierax.results.fit import Fit
+from hierax.results.fit import fit as hx_fit
 
 NAME = "binaries"
 TITLE = "log-period distribution of 14 binary stars from radial velocities"

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..fit import Fit
-from ..nonlinear import NonlinearModel
-from . import binaries
-from .binaries import load_data
+from hierax.examples import binaries
+from hierax.examples.binaries import load_data
+from hierax.frontends.nonlinear import NonlinearModel
+from hierax.results.fit import Fit
 
 NAME = "binaries_nl"
 TITLE = "binary stars from a nonlinear formula with per-star parameters"
@@ -82,7 +82,7 @@ def fit(seed: int = 0, quick: bool = False, progress: bool | None = None, **kwar
 
 
 def figures(result: Fit, out: Path) -> list[Path]:
-    from ..plots import plot_forest, plot_pair, plot_trace, save_figure
+    from hierax.present.plots import plot_forest, plot_pair, plot_trace, save_figure
 
     true = truth()
     return [

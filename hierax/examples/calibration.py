@@ -16,11 +16,11 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 
-from ..data import factorize
-from ..fit import Fit
-from ..fit import fit as hx_fit
-from ..plots import plot_band, plot_pair, plot_ridge, plot_trace, save_figure
-from ._data import load_csv, load_truth
+from hierax.data import factorize
+from hierax.examples._data import load_csv, load_truth
+from hierax.present.plots import plot_band, plot_pair, plot_ridge, plot_trace, save_figure
+from hierax.results.fit import Fit
+from hierax.results.fit import fit as hx_fit
 
 NAME = "calibration"
 TITLE = "calibration model with a batch effect on the intercept + 1st-order reaction"

@@ -18,11 +18,11 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 
-from ..calibration import CalibrationModel, calibration_likelihood
-from ..fit import Fit
-from ..fit import fit as hx_fit
-from . import calibration as _handwritten
-from .calibration import HYPERPARAMETERS, UNITS, load_data, predict_P, truth
+from hierax.calibration import CalibrationModel, calibration_likelihood
+from hierax.examples import calibration as _handwritten
+from hierax.examples.calibration import HYPERPARAMETERS, UNITS, load_data, predict_P, truth
+from hierax.results.fit import Fit
+from hierax.results.fit import fit as hx_fit
 
 NAME = "calibration_cal"
 TITLE = "calibration model (hierax.calibration) with a batch effect on the intercept + reaction"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..fit import Fit
-from ..nonlinear import NonlinearModel
-from . import calibration
-from .calibration import HYPERPARAMETERS, load_data, truth
+from hierax.examples import calibration
+from hierax.examples.calibration import HYPERPARAMETERS, load_data, truth
+from hierax.frontends.nonlinear import NonlinearModel
+from hierax.results.fit import Fit
 
 NAME = "calibration_nl"
 TITLE = "calibration seed from the nonlinear formula readout ~ intercept + slope * S0 * (1 - exp(-k * time))"

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..fit import Fit
-from ..model import Model
-from ..plots import plot_forest, plot_pair, plot_trace, save_figure
-from . import crossed
+from hierax.examples import crossed
+from hierax.frontends.model import Model
+from hierax.present.plots import plot_forest, plot_pair, plot_trace, save_figure
+from hierax.results.fit import Fit
 
 NAME = "crossed_formula"
 TITLE = "genes x cell lines from the formula logfc ~ 1 + (1 | gene) + (1 | cell_line)"

@@ -14,10 +14,10 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 
-from ..fit import Fit
-from ..fit import fit as hx_fit
-from ..plots import plot_forest, plot_pair, plot_trace, save_figure
-from ._data import load_csv, load_truth
+from hierax.examples._data import load_csv, load_truth
+from hierax.present.plots import plot_forest, plot_pair, plot_trace, save_figure
+from hierax.results.fit import Fit
+from hierax.results.fit import fit as hx_fit
 
 NAME = "parallax"
 TITLE = "star cluster distance from parallaxes (latent per-star distances)"

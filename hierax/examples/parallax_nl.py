@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..fit import Fit
-from ..nonlinear import NonlinearModel, latent
-from . import parallax
-from .parallax import load_data, truth
+from hierax.examples import parallax
+from hierax.examples.parallax import load_data, truth
+from hierax.frontends.nonlinear import NonlinearModel, latent
+from hierax.results.fit import Fit
 
 NAME = "parallax_nl"
 TITLE = "star cluster from the nonlinear formula parallax | se(parallax_error) ~ 1 / r"
@@ -39,7 +39,7 @@ def fit(seed: int = 0, quick: bool = False, progress: bool | None = None, **kwar
 
 
 def figures(result: Fit, out: Path) -> list[Path]:
-    from ..plots import plot_forest, plot_pair, plot_trace, save_figure
+    from hierax.present.plots import plot_forest, plot_pair, plot_trace, save_figure
 
     true = truth()
     return [

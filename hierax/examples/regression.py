@@ -10,11 +10,11 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 
-from ..data import factorize
-from ..fit import Fit
-from ..fit import fit as hx_fit
-from ..plots import band_by_group, plot_forest, plot_pair, plot_trace, save_figure
-from ._data import load_csv, load_truth
+from hierax.data import factorize
+from hierax.examples._data import load_csv, load_truth
+from hierax.present.plots import band_by_group, plot_forest, plot_pair, plot_trace, save_figure
+from hierax.results.fit import Fit
+from hierax.results.fit import fit as hx_fit
 
 NAME = "regression"
 TITLE = "hierarchical regression: varying intercepts and slopes"

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ..fit import Fit
-from ..model import Model
-from ..plots import band_by_group, plot_forest, plot_pair, plot_trace, save_figure
-from . import regression
+from hierax.examples import regression
+from hierax.frontends.model import Model
+from hierax.present.plots import band_by_group, plot_forest, plot_pair, plot_trace, save_figure
+from hierax.results.fit import Fit
 
 NAME = "regression_formula"
 TITLE = "varying intercepts and slopes from response ~ predictor + (predictor | group)"

@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 
 from hierax.calibration import CalibrationModel, MeanFunction
-from hierax.cli import main
 from hierax.errors import (
     CalibrationWarning,
     DataError,
@@ -26,6 +25,7 @@ from hierax.errors import (
     IncompatibleModelError,
     IncompatibleVersionError,
 )
+from hierax.interface.cli import main
 
 LINE = [0.1, 0.5, 0.05]  # intercept, slope, sigma
 

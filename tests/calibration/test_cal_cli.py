@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from hierax.calibration import CalibrationModel
-from hierax.cli import main
+from hierax.interface.cli import main
 
 TRUTH = [5.0, 1.0, 2.0, 0.4, 0.04, 5.0]  # logistic + StudentT
 

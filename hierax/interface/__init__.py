@@ -1,0 +1,1 @@
+"""The shell: TOML spec files and the hierax command."""

@@ -1,0 +1,1 @@
+"""Pictures and pages: plots and the HTML report."""
