@@ -36,6 +36,7 @@ from hierax.errors import (  # noqa: E402
 )
 from hierax.frontends.model import Model  # noqa: E402
 from hierax.frontends.nonlinear import NonlinearModel, latent, param  # noqa: E402
+from hierax.present import plots  # noqa: E402  (hx.plots.plot_ppc(fit), ...)
 from hierax.results.fit import Fit, fit, load  # noqa: E402
 from hierax.results.sbc import sbc  # noqa: E402
 from hierax.results.sbc_result import SBCResult  # noqa: E402
@@ -61,6 +62,7 @@ __all__ = [
     "latent",
     "load",
     "param",
+    "plots",
     "read_table",
     "sbc",
     "set_precision",
