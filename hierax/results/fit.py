@@ -21,7 +21,7 @@ from hierax.core.files import atomic_write, unreadable_reason
 from hierax.core.heap import frozen_heap
 from hierax.core.version import __version__
 from hierax.diagnostics.convergence import Finding, format_findings
-from hierax.diagnostics.diagnose import fit_dependencies
+from hierax.diagnostics.diagnose import diagnose, fit_dependencies
 from hierax.errors import ConvergenceWarning, FileFormatError, HieraxError
 from hierax.inference.draws import (
     build_inference_data,
@@ -41,6 +41,7 @@ from hierax.inference.sampling import (
 )
 from hierax.models.description import ModelDescription
 from hierax.models.model_info import ModelInfo
+from hierax.present.report import compact_html, write_report
 
 if TYPE_CHECKING:
     from hierax.diagnostics.diagnose import Diagnosis
@@ -155,8 +156,6 @@ class Fit:
         )
 
     def _check(self) -> list[Finding]:
-        from hierax.diagnostics.diagnose import diagnose
-
         self._diagnosis = diagnose(self)
         return list(self._diagnosis.findings)
 
@@ -173,8 +172,6 @@ class Fit:
 
     def diagnose(self) -> Diagnosis:
         """Diagnostics with advice (see :func:`hierax.diagnostics.diagnose.diagnose`)."""
-        from hierax.diagnostics.diagnose import diagnose
-
         cached = getattr(self, "_diagnosis", None)
         if cached is not None and list(cached.findings) == self.findings:
             return cached
@@ -182,8 +179,6 @@ class Fit:
 
     def report(self, out: str | os.PathLike[str] = "hierax-report") -> Path:
         """Write a self-contained HTML report into folder ``out``; returns the page's path."""
-        from hierax.present.report import write_report
-
         return write_report(self, out)
 
     @property
@@ -289,8 +284,6 @@ class Fit:
 
     def _repr_html_(self) -> str:
         """Compact HTML for Jupyter: chains x draws, divergences, time, problems, first rows."""
-        from hierax.present.report import compact_html
-
         return compact_html(self)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpyro.distributions import constraints
 
+from hierax.calibration.fitting import default_bounds
 from hierax.errors import ModelError
 from hierax.models.expression import Expression
 from hierax.models.priors import (
@@ -115,8 +116,6 @@ def calibration_supports(measurement: Any) -> dict[str, Any]:
     bounds them by default."""
     if measurement is None or not hasattr(measurement, "noise"):
         return {}
-    from hierax.calibration.fitting import default_bounds
-
     bounds = default_bounds(measurement)
     return {
         name: as_constraint(low, high)
