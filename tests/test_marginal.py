@@ -204,14 +204,19 @@ def test_collapsed_density_of_formula_models_equals_dense_reference(formula, ext
 
 
 def test_non_gaussian_family_is_not_marginalized():
+    """The linear collapse refuses a Poisson model (the per-level one takes a single
+    varying intercept: tests/test_glmm.py); with two terms neither can, and
+    marginalize=True says why, planner by planner."""
     table = grouped_table()
     table["count"] = np.random.default_rng(0).poisson(3, len(table))
     plan = plan_marginalization(
         hx.Model("count ~ x + (1 | g)", table, family="poisson").description
     )
     assert isinstance(plan, str) and "poisson" in plan
-    with pytest.raises(hx.ModelError, match="cannot be marginalized"):
-        hx.Model("count ~ x + (1 | g)", table, family="poisson", marginalize=True).fit(draws=10)
+    crossed = "count ~ x + (1 | g) + (1 | h)"
+    with pytest.raises(hx.ModelError, match="cannot be marginalized") as raised:
+        hx.Model(crossed, table, family="poisson", marginalize=True).fit(draws=10)
+    assert "poisson" in str(raised.value) and "one group term" in str(raised.value)
 
 
 def test_zero_sum_terms_are_not_marginalized():

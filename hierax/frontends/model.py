@@ -135,7 +135,10 @@ class Model:
         level effects) when the family is gaussian with identity link, and let
         NUTS sample only the sds, correlations and sigma; the marginalized
         coefficients are then drawn exactly from their conditional Gaussian, so
-        the fit holds the same variables. "auto" does this when possible
+        the fit holds the same variables. For other families with one varying
+        intercept (``y ~ x + (1 | g)``), each level's effect is integrated out
+        by adaptive Gauss-Hermite quadrature instead
+        (:mod:`hierax.inference.marginal.glmm`). "auto" does this when possible
         (``fit.info["marginalized"]`` lists the sites); False samples everything
         with NUTS; True raises if the model does not qualify. ``fit(marginalize=...)``
         overrides it per fit.

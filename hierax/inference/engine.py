@@ -5,6 +5,8 @@ reason they cannot integrate anything out:
 
 * :mod:`.marginal.linear`: every coefficient of a linear Gaussian model
   (formula models, hand-built descriptions);
+* :mod:`.marginal.glmm`: a non-Gaussian model's varying intercept, per level by
+  quadrature;
 * :mod:`.marginal.nonlinear`: conditionally linear parameters of a nonlinear
   expression;
 * :mod:`.marginal.latent`: a per-row latent value integrated out by quadrature.
@@ -22,7 +24,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from hierax.errors import ModelError
-from hierax.inference.marginal import latent, linear, nonlinear
+from hierax.inference.marginal import glmm, latent, linear, nonlinear
 from hierax.inference.sampling import EngineResult, prepare, run_nuts
 from hierax.models.description import ModelDescription
 
@@ -40,6 +42,7 @@ class Planner(NamedTuple):
 #: The planners, tried in order for the description kinds they accept.
 PLANNERS: tuple[Planner, ...] = (
     Planner(("formula",), linear.plan_marginalization, linear.run_marginalized),
+    Planner(("formula",), glmm.plan_level_integration, glmm.run_level_integration),
     Planner(("nonlinear",), nonlinear.plan_marginalization, nonlinear.run_marginalized),
     Planner(("nonlinear",), latent.plan_latent_integration, latent.run_integrated),
 )
