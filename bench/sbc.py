@@ -141,6 +141,29 @@ def decay_model(table: pd.DataFrame) -> Any:
     )
 
 
+def _herds_table() -> pd.DataFrame:
+    """8 herds x 5 periods, 10 animals each, one standardized predictor."""
+    rng = np.random.default_rng(18)
+    return pd.DataFrame(
+        {
+            "g": np.repeat([f"h{i}" for i in range(8)], 5),
+            "x": np.round(rng.normal(size=40), 3),
+            "n": 10,
+            "y": 0,
+        }
+    )
+
+
+def binomial_model(table: pd.DataFrame) -> Any:
+    """A binomial GLMM: each herd's effect integrated out per level by quadrature."""
+    return hx.Model(
+        "y | trials(n) ~ x + (1 | g)",
+        table,
+        family="binomial",
+        priors={"Intercept": "Normal(0, 1)", "b_x": "Normal(0, 1)", "sd_g": "HalfNormal(1)"},
+    )
+
+
 # ---------------------------------------------------------------------- paths
 
 
@@ -245,6 +268,15 @@ PATHS = [
         dict(FIT_OPTIONS),
         method="independence_mh|nuts",
         marginalized=["a", "b"],
+    ),
+    Path_(
+        "glmm",
+        "`y | trials(n) ~ x + (1 | g)`, binomial, 8 herds x 5 rows of 10 trials",
+        binomial_model,
+        _herds_table,
+        dict(FIT_OPTIONS),
+        method="independence_mh|nuts",
+        marginalized=["z_g"],
     ),
     Path_(
         "control-wrong-conditional-draw",

@@ -154,3 +154,25 @@ def test_integrated_fit_has_the_plain_fits_variables_and_agrees_with_it(family):
         # 4.5 MCSE: about 20 rows compared, Bonferroni at 1e-4 over them
         assert abs(ours.loc[row, "mean"] - theirs.loc[row, "mean"]) < 4.5 * mcse, row
         assert 0.85 < ours.loc[row, "sd"] / theirs.loc[row, "sd"] < 1.15, row
+
+
+def test_binomial_predictive_draws_are_counts_within_the_trials():
+    """Prior and posterior predictive draws of a binomial model (NumPyro's binomial
+    sampler needs an integer number of trials: a float column failed before)."""
+    frame = table("binomial", seed=4)
+    model = hx.Model(formula("binomial"), frame, family="binomial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(
+            seed=1,
+            chains=2,
+            draws=100,
+            warmup=100,
+            progress=False,
+            posterior_predictive=True,
+            prior=True,
+        )
+    for group in ("posterior_predictive", "prior_predictive"):
+        draws = np.asarray(fit.idata[group]["y"])
+        assert np.all(draws == np.round(draws)) and draws.min() >= 0
+        assert np.all(draws <= frame["n"].to_numpy())

@@ -21,7 +21,17 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-MODELS = ["crossed", "regression", "calibration", "sleepstudy", "radon", "parallax", "binaries"]
+MODELS = [
+    "crossed",
+    "regression",
+    "calibration",
+    "sleepstudy",
+    "radon",
+    "parallax",
+    "binaries",
+    "herds",
+    "counts",
+]
 
 
 def get(name: str) -> ModuleType:

@@ -282,6 +282,9 @@ def build_design(
                 f"family is {family.name}; remove it or use family='binomial'."
             )
         check_trials(trials, str(parsed.trials), table.index)
+        # whole numbers (checked): NumPyro's binomial draws (prior and posterior
+        # predictive) need an integer count
+        trials = trials.astype(np.int64)
     family.check_response(y, parsed.response, trials)
     se = _column(table, parsed.se) if parsed.se else None
     if se is not None and np.any(se <= 0):
