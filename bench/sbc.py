@@ -385,9 +385,14 @@ def run_all(paths: list[Path_], n: int, chunk_size: int, seed: int, out: Path) -
                 )
 
 
-def collect(out: Path) -> None:
-    """Combine each path's chunks into its JSON and plot (partial studies too)."""
+def collect(out: Path, names: list[str] | None = None) -> None:
+    """Combine each path's chunks into its JSON and plot (partial studies too).
+
+    ``names`` limits it to these paths (the others keep the JSON they have).
+    """
     for path in PATHS:
+        if names is not None and path.name not in names:
+            continue
         files = sorted((out / "chunks").glob(f"{path.name}-*.pkl"))
         if not files:
             continue
@@ -501,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table:
         chosen = [p for p in PATHS if p.name in args.paths]
         run_all(chosen, args.n, args.chunk, args.seed, args.out)
-    collect(args.out)
+    collect(args.out, None if args.table else list(args.paths))
     print(write_table(args.out))
     return 0
 
