@@ -87,7 +87,7 @@ def announced(self, *args, **kwargs):
     print("test: NUTS starts", flush=True)
     return run(self, *args, **kwargs)
 numpyro.infer.MCMC.run = announced
-from hierax.cli import main
+from hierax.interface.cli import main
 sys.exit(main())
 """
 
@@ -124,7 +124,7 @@ def test_ctrl_c_while_nuts_runs_ends_the_command_promptly(tmp_path: Path) -> Non
 _SAVE_LOOP = """
 import sys, time
 import arviz as az, numpy as np
-from hierax.fit import Fit
+from hierax.results.fit import Fit
 rng = np.random.default_rng(0)
 posterior = {"x": rng.normal(size=(4, 1000, 400))}
 fit = Fit(az.from_dict(posterior=posterior), findings=[])
