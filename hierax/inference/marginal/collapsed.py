@@ -34,7 +34,14 @@ from hierax.inference.sampling import EngineResult, SamplerOutput, prepare
 from hierax.models.description import ModelDescription
 from hierax.models.model_info import ModelInfo, check_observed_support, inspect_model
 
-__all__ = ["EngineResult", "batch_size", "map_draws", "run_collapsed"]
+__all__ = [
+    "EngineResult",
+    "array_data",
+    "batch_size",
+    "flat_draws",
+    "map_draws",
+    "run_collapsed",
+]
 
 
 def batch_size(n: int, cap: int = 64) -> int:
@@ -61,6 +68,27 @@ def map_draws(one: Callable[[Any], Any], flat: Any, key: jax.Array, count: int, 
             one, (xs, jax.random.split(k, count)), batch_size=batch_size(count, cap)
         )
     )(flat, key)
+
+
+def flat_draws(
+    posterior: Mapping[str, Any], shape: tuple[int, int] | None
+) -> tuple[dict[str, np.ndarray], int, int]:
+    """Posterior draws ``(chain, draw, ...)`` flattened to ``(chain * draw, ...)``.
+
+    ``shape`` is ``(chains, draws)``, needed only when ``posterior`` is empty (an
+    exact fit: nothing was sampled). Returns the flat draws, chains and draws.
+    """
+    chains, draws = shape if shape is not None else next(iter(posterior.values())).shape[:2]
+    flat = {
+        k: np.reshape(np.asarray(v), (chains * draws,) + np.shape(v)[2:])
+        for k, v in posterior.items()
+    }
+    return flat, chains, draws
+
+
+def array_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The array-valued data (what a compiled function may take as arguments)."""
+    return {k: v for k, v in data.items() if v is not None and np.ndim(v) > 0}
 
 
 #: ``draw(posterior, key, data, shape)``: the integrated-out sites for every posterior

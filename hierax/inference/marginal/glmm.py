@@ -38,7 +38,13 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
 
-from hierax.inference.marginal.collapsed import EngineResult, map_draws, run_collapsed
+from hierax.inference.marginal.collapsed import (
+    EngineResult,
+    array_data,
+    flat_draws,
+    map_draws,
+    run_collapsed,
+)
 from hierax.inference.marginal.quadrature import (
     NODES,
     conditional_draws,
@@ -228,11 +234,6 @@ def _log_integrand(
     return log_integrand
 
 
-def _arrays(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The array-valued data (what a compiled function may take as arguments)."""
-    return {k: v for k, v in data.items() if v is not None and np.ndim(v) > 0}
-
-
 def collapsed_model(plan: LevelPlan, description: ModelDescription) -> Callable[..., None]:
     """The NumPyro model of (β, τ, family parameters) with the levels' integrals as a factor."""
     levels = plan.group.n_levels
@@ -245,7 +246,7 @@ def collapsed_model(plan: LevelPlan, description: ModelDescription) -> Callable[
 
     def collapsed(**data: Any) -> None:
         eta, sd, aux = _hyperparameters(description, data)
-        total, mode, scale = integrated(eta, sd, aux, _arrays(data))
+        total, mode, scale = integrated(eta, sd, aux, array_data(data))
         numpyro.factor("integrated_likelihood", total)
         numpyro.deterministic(plan.mode_site, mode)
         numpyro.deterministic(plan.scale_site, scale)
@@ -277,10 +278,7 @@ def draw_levels(
     shape: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every level's effect for every posterior draw: ``z_<g>`` (non-centered) and ``r_<g>``."""
-    chains, draws = shape if shape is not None else next(iter(posterior.values())).shape[:2]
-    flat = {
-        k: np.reshape(np.asarray(v), (chains * draws,) + v.shape[2:]) for k, v in posterior.items()
-    }
+    flat, chains, draws = flat_draws(posterior, shape)
     levels = plan.group.n_levels
 
     def one(args: tuple[Mapping[str, jax.Array], jax.Array]) -> tuple[jax.Array, jax.Array]:

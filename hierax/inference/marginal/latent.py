@@ -32,7 +32,13 @@ from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 
 from hierax.errors import ModelError
-from hierax.inference.marginal.collapsed import EngineResult, map_draws, run_collapsed
+from hierax.inference.marginal.collapsed import (
+    EngineResult,
+    array_data,
+    flat_draws,
+    map_draws,
+    run_collapsed,
+)
 from hierax.inference.marginal.quadrature import conditional_draws, log_marginal_and_placement
 from hierax.models.description import ModelDescription
 from hierax.models.families import LINKS
@@ -220,11 +226,6 @@ def _row_problem(
     )
 
 
-def _arrays(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The array-valued data (what a compiled function may take as arguments)."""
-    return {k: v for k, v in data.items() if v is not None and np.ndim(v) > 0}
-
-
 def collapsed_model(plan: LatentPlan, description: ModelDescription) -> Callable[..., None]:
     """The NumPyro model of θ with the rows' integrated likelihood as a factor.
 
@@ -241,7 +242,7 @@ def collapsed_model(plan: LatentPlan, description: ModelDescription) -> Callable
 
     def collapsed(**data: Any) -> None:
         env, own = _sample_hyperparameters(description, data)
-        total, mode, scale = integrated(env, own, _arrays(data))
+        total, mode, scale = integrated(env, own, array_data(data))
         numpyro.factor("integrated_likelihood", total)
         # each row's mode and curvature sd: the conditional draws start from them
         numpyro.deterministic(plan.mode_site, mode)
@@ -275,10 +276,7 @@ def draw_latent(
 
     ``shape`` is ``(chains, draws)``; needed only when ``posterior`` is empty (an exact fit).
     """
-    chains, draws = shape if shape is not None else next(iter(posterior.values())).shape[:2]
-    flat = {
-        k: np.reshape(np.asarray(v), (chains * draws,) + v.shape[2:]) for k, v in posterior.items()
-    }
+    flat, chains, draws = flat_draws(posterior, shape)
 
     def one(args: tuple[Mapping[str, jax.Array], jax.Array]) -> jax.Array:
         values, draw_key = args

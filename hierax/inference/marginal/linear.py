@@ -26,7 +26,7 @@ import scipy.sparse as sparse
 from numpyro import handlers
 
 from hierax.core.device import to_device
-from hierax.inference.marginal.collapsed import EngineResult, map_draws, run_collapsed
+from hierax.inference.marginal.collapsed import EngineResult, flat_draws, map_draws, run_collapsed
 from hierax.inference.marginal.diagonal import diagonal_matrix
 from hierax.inference.marginal.gaussian import (
     Blocks,
@@ -306,10 +306,7 @@ def draw_marginalized(
     ``shape`` is ``(chains, draws)``, needed only when ``posterior`` is empty
     (an exact fit: nothing was sampled).
     """
-    chains, draws = shape if shape is not None else next(iter(posterior.values())).shape[:2]
-    flat = {
-        k: np.reshape(np.asarray(v), (chains * draws,) + v.shape[2:]) for k, v in posterior.items()
-    }
+    flat, chains, draws = flat_draws(posterior, shape)
     stats = _stats_with(plan, {k: to_device(v) for k, v in collapsed_data(plan).items()})
     prior_mean = to_device(plan.prior_mean)
     fixed_precision = to_device(plan.fixed_precision)

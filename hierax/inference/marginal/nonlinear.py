@@ -41,7 +41,7 @@ import numpyro
 from numpyro import handlers
 
 from hierax.core.device import to_device
-from hierax.inference.marginal.collapsed import EngineResult, map_draws, run_collapsed
+from hierax.inference.marginal.collapsed import EngineResult, flat_draws, map_draws, run_collapsed
 from hierax.inference.marginal.diagonal import diagonal, diagonal_matrix
 from hierax.inference.marginal.kernels import (
     LinearGaussian,
@@ -319,10 +319,7 @@ def draw_marginalized(
     plain model is replayed with all latent values to compute its deterministic
     sites (``r_``, per-level values, fixed sds...).
     """
-    chains, draws = shape if shape is not None else next(iter(posterior.values())).shape[:2]
-    flat = {
-        k: np.reshape(np.asarray(v), (chains * draws,) + v.shape[2:]) for k, v in posterior.items()
-    }
+    flat, chains, draws = flat_draws(posterior, shape)
     arrays = {k: to_device(v) if isinstance(v, np.ndarray) else v for k, v in data.items()}
 
     def one(args: tuple[Mapping[str, jax.Array], jax.Array]) -> dict[str, jax.Array]:
